@@ -1,0 +1,209 @@
+//! The catalog's errors. Refusals decided by the state machine travel through the
+//! Raft log as [`Refusal`] (it must be serializable and identical on every node)
+//! and become [`Error`] at the API.
+
+use lakehouse_common::ErrorKind;
+use serde::{Deserialize, Serialize};
+
+/// Why the state machine refused a request. Part of the replicated response, so
+/// it only holds plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    LeaseHeld {
+        table: String,
+        holder: String,
+        token: u64,
+        expires_in_ms: i64,
+    },
+    StaleToken {
+        table: String,
+        token: u64,
+        /// Token of the table's live lease, if there is one.
+        current: Option<u64>,
+    },
+    LeaseExpired {
+        table: String,
+        holder: String,
+        token: u64,
+        expired_ms_ago: i64,
+    },
+    TableExists {
+        table: String,
+    },
+    TableNotFound {
+        table: String,
+    },
+    SchemaMismatch {
+        table: String,
+        differences: String,
+    },
+    MissingMetadata {
+        table: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "table `{table}` is being written by `{holder}` (lease token {token}, {expires_in_ms} ms left); \
+         wait for that write to finish or retry later"
+    )]
+    LeaseHeld {
+        table: String,
+        holder: String,
+        token: u64,
+        expires_in_ms: i64,
+    },
+
+    #[error("{}", stale_token_message(table, *token, *current))]
+    StaleToken {
+        table: String,
+        token: u64,
+        current: Option<u64>,
+    },
+
+    #[error(
+        "the writer lease on table `{table}` held by `{holder}` (token {token}) expired {expired_ms_ago} ms ago; \
+         files written under it will be garbage-collected: take a new lease and write again"
+    )]
+    LeaseExpired {
+        table: String,
+        holder: String,
+        token: u64,
+        expired_ms_ago: i64,
+    },
+
+    #[error("table `{table}` already exists; write with mode append or replace")]
+    TableExists { table: String },
+
+    #[error("table `{table}` does not exist")]
+    TableNotFound { table: String },
+
+    #[error("append to table `{table}` refused: the schema differs: {differences}; use mode replace to change the schema")]
+    SchemaMismatch { table: String, differences: String },
+
+    #[error("creating table `{table}` needs its metadata (owner, sensitivity, lineage, freshness SLA, description, tags)")]
+    MissingMetadata { table: String },
+
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// A bad table name and other input errors from `lakehouse-common`.
+    #[error(transparent)]
+    Common(lakehouse_common::Error),
+
+    #[error("catalog manifest `{key}`: {reason}")]
+    Manifest { key: String, reason: String },
+
+    #[error(
+        "catalog version {catalog_version} is committed but its manifest could not be written to the bucket \
+         ({source}); it will be written with the next change"
+    )]
+    ManifestNotWritten {
+        catalog_version: u64,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("catalog log at {path}: {reason}")]
+    LocalStore { path: String, reason: String },
+
+    #[error("catalog Raft: {0}")]
+    Raft(String),
+
+    #[error("this catalog node is not the leader (leader: {leader:?}); multi-node catalogs arrive with the cluster work")]
+    NotLeader { leader: Option<u64> },
+
+    #[error("the catalog is shut down")]
+    ShutDown,
+
+    #[error("catalog internal error: {0}")]
+    Internal(String),
+}
+
+fn stale_token_message(table: &str, token: u64, current: Option<u64>) -> String {
+    match current {
+        Some(current) => format!(
+            "write to table `{table}` with fencing token {token} refused: another writer took the table over \
+             (current token {current}); take a new lease and write again"
+        ),
+        None => format!(
+            "write to table `{table}` with fencing token {token} refused: the table has no writer lease \
+             (released or never taken); take a new lease and write again"
+        ),
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::LeaseHeld { .. } | Error::StaleToken { .. } | Error::LeaseExpired { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::TableExists { .. } => ErrorKind::AlreadyExists,
+            Error::TableNotFound { .. } => ErrorKind::NotFound,
+            Error::SchemaMismatch { .. } | Error::MissingMetadata { .. } | Error::InvalidRequest(_) => {
+                ErrorKind::InvalidInput
+            }
+            Error::Common(e) => e.kind(),
+            Error::ManifestNotWritten { .. }
+            | Error::LocalStore { .. }
+            | Error::Raft(_)
+            | Error::NotLeader { .. }
+            | Error::ShutDown => ErrorKind::Unavailable,
+            Error::Manifest { .. } | Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<lakehouse_common::Error> for Error {
+    fn from(e: lakehouse_common::Error) -> Self {
+        Error::Common(e)
+    }
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::LeaseHeld {
+                table,
+                holder,
+                token,
+                expires_in_ms,
+            } => Error::LeaseHeld {
+                table,
+                holder,
+                token,
+                expires_in_ms,
+            },
+            Refusal::StaleToken {
+                table,
+                token,
+                current,
+            } => Error::StaleToken {
+                table,
+                token,
+                current,
+            },
+            Refusal::LeaseExpired {
+                table,
+                holder,
+                token,
+                expired_ms_ago,
+            } => Error::LeaseExpired {
+                table,
+                holder,
+                token,
+                expired_ms_ago,
+            },
+            Refusal::TableExists { table } => Error::TableExists { table },
+            Refusal::TableNotFound { table } => Error::TableNotFound { table },
+            Refusal::SchemaMismatch { table, differences } => {
+                Error::SchemaMismatch { table, differences }
+            }
+            Refusal::MissingMetadata { table } => Error::MissingMetadata { table },
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! Catalog manifests (ADR-001/002): after every applied change the leader writes
+//! the whole catalog state to `_catalog/manifests/<catalog_version:020>.parquet`
+//! in the bucket. The bucket is the source of truth; the local Raft log is a cache
+//! of it, and a catalog whose local directory is gone restores from the newest
+//! readable manifest.
+//!
+//! Layout: one row per record, columns `entity` ("table" | "version" | "lease" |
+//! "counters"), `name` (table name, or "counters"), `version` (table version for
+//! "version" rows, else null), `body` (the record as JSON). File key-value metadata
+//! carries `lakehouse.manifest.format_version` and `lakehouse.catalog_version`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use lakehouse_common::Bucket;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{CatalogState, Lease, Table, TableVersion};
+
+/// Where manifests live in the bucket.
+pub const MANIFEST_DIR: &str = "_catalog/manifests";
+/// The layout described above. Readers refuse any other.
+pub const FORMAT_VERSION: &str = "1";
+pub const KEY_FORMAT_VERSION: &str = "lakehouse.manifest.format_version";
+pub const KEY_CATALOG_VERSION: &str = "lakehouse.catalog_version";
+
+const ENTITY_TABLE: &str = "table";
+const ENTITY_VERSION: &str = "version";
+const ENTITY_LEASE: &str = "lease";
+const ENTITY_COUNTERS: &str = "counters";
+
+/// The key of the manifest for `catalog_version`; zero-padded so keys sort by version.
+pub fn manifest_key(catalog_version: u64) -> String {
+    format!("{MANIFEST_DIR}/{catalog_version:020}.parquet")
+}
+
+/// The catalog version a manifest key names, if it is one.
+fn version_of(key: &Path) -> Option<u64> {
+    key.filename()?.strip_suffix(".parquet")?.parse().ok()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Counters {
+    last_token: u64,
+    catalog_version: u64,
+}
+
+fn manifest_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("entity", DataType::Utf8, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("version", DataType::UInt64, true),
+        Field::new("body", DataType::Utf8, false),
+    ]))
+}
+
+/// Encodes `state` as a manifest file.
+pub fn encode(state: &CatalogState) -> Result<Bytes> {
+    let key = manifest_key(state.catalog_version);
+    let fail = |reason: String| Error::Manifest {
+        key: key.clone(),
+        reason,
+    };
+    let json = |value: Result<String, serde_json::Error>| value.map_err(|e| fail(format!("encoding: {e}")));
+
+    let mut entity = Vec::new();
+    let mut name = Vec::new();
+    let mut version = Vec::new();
+    let mut body = Vec::new();
+    for table in state.tables.values() {
+        // The table row holds everything but its versions, which get a row each.
+        let mut record = serde_json::to_value(table).map_err(|e| fail(format!("encoding: {e}")))?;
+        if let Some(map) = record.as_object_mut() {
+            map.remove("versions");
+        }
+        entity.push(ENTITY_TABLE);
+        name.push(table.name.clone());
+        version.push(None);
+        body.push(record.to_string());
+        for v in &table.versions {
+            entity.push(ENTITY_VERSION);
+            name.push(table.name.clone());
+            version.push(Some(v.version));
+            body.push(json(serde_json::to_string(v))?);
+        }
+    }
+    for lease in state.leases.values() {
+        entity.push(ENTITY_LEASE);
+        name.push(lease.table.clone());
+        version.push(None);
+        body.push(json(serde_json::to_string(lease))?);
+    }
+    entity.push(ENTITY_COUNTERS);
+    name.push(ENTITY_COUNTERS.to_string());
+    version.push(None);
+    body.push(json(serde_json::to_string(&Counters {
+        last_token: state.last_token,
+        catalog_version: state.catalog_version,
+    }))?);
+
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(entity)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(UInt64Array::from(version)),
+        Arc::new(StringArray::from(body)),
+    ];
+    let batch = RecordBatch::try_new(manifest_schema(), columns).map_err(|e| fail(e.to_string()))?;
+    let properties = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+            KeyValue::new(KEY_CATALOG_VERSION.to_string(), state.catalog_version.to_string()),
+        ]))
+        .build();
+    let mut buffer = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut buffer, manifest_schema(), Some(properties)).map_err(|e| fail(e.to_string()))?;
+    writer.write(&batch).map_err(|e| fail(e.to_string()))?;
+    writer.close().map_err(|e| fail(e.to_string()))?;
+    Ok(Bytes::from(buffer))
+}
+
+/// Decodes a manifest file read from `key`.
+pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
+    let fail = |reason: String| Error::Manifest {
+        key: key.to_string(),
+        reason,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| fail(format!("not a readable Parquet file: {e}")))?;
+    let kv: BTreeMap<String, Option<String>> = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect())
+        .unwrap_or_default();
+    match kv.get(KEY_FORMAT_VERSION) {
+        Some(Some(v)) if v == FORMAT_VERSION => {}
+        Some(Some(v)) => {
+            return Err(fail(format!(
+                "format version {v} is not {FORMAT_VERSION}, the one this build reads; was it written by a newer lakehouse?"
+            )))
+        }
+        Some(None) | None => return Err(fail(format!("no {KEY_FORMAT_VERSION} in the file metadata"))),
+    }
+    let declared_version: u64 = match kv.get(KEY_CATALOG_VERSION) {
+        Some(Some(v)) => v
+            .parse()
+            .map_err(|_| fail(format!("{KEY_CATALOG_VERSION} {v:?} is not a number")))?,
+        Some(None) | None => return Err(fail(format!("no {KEY_CATALOG_VERSION} in the file metadata"))),
+    };
+    let reader = builder.build().map_err(|e| fail(e.to_string()))?;
+
+    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    let mut versions: Vec<(String, TableVersion)> = Vec::new();
+    let mut leases = BTreeMap::new();
+    let mut counters: Option<Counters> = None;
+    for batch in reader {
+        let batch = batch.map_err(|e| fail(format!("reading rows: {e}")))?;
+        let strings = |i: usize, column: &str| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| fail(format!("column `{column}` is not utf8")))
+        };
+        if batch.num_columns() != 4 {
+            return Err(fail(format!("{} columns instead of 4", batch.num_columns())));
+        }
+        let entity = strings(0, "entity")?;
+        let name = strings(1, "name")?;
+        let version = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .cloned()
+            .ok_or_else(|| fail("column `version` is not uint64".to_string()))?;
+        let body = strings(3, "body")?;
+        for row in 0..batch.num_rows() {
+            let body_text = body.value(row);
+            let bad = |e: serde_json::Error| {
+                fail(format!(
+                    "row {row}: {} `{}`: {e}",
+                    entity.value(row),
+                    name.value(row)
+                ))
+            };
+            match entity.value(row) {
+                ENTITY_TABLE => {
+                    let mut record: serde_json::Value = serde_json::from_str(body_text).map_err(bad)?;
+                    if let Some(map) = record.as_object_mut() {
+                        map.insert("versions".to_string(), serde_json::Value::Array(Vec::new()));
+                    }
+                    let table: Table = serde_json::from_value(record).map_err(bad)?;
+                    tables.insert(table.name.clone(), table);
+                }
+                ENTITY_VERSION => {
+                    let v: TableVersion = serde_json::from_str(body_text).map_err(bad)?;
+                    if version.is_valid(row) && version.value(row) != v.version {
+                        return Err(fail(format!(
+                            "row {row}: version column {} disagrees with the record's version {}",
+                            version.value(row),
+                            v.version
+                        )));
+                    }
+                    versions.push((name.value(row).to_string(), v));
+                }
+                ENTITY_LEASE => {
+                    let lease: Lease = serde_json::from_str(body_text).map_err(bad)?;
+                    leases.insert(lease.table.clone(), lease);
+                }
+                ENTITY_COUNTERS => counters = Some(serde_json::from_str(body_text).map_err(bad)?),
+                other => {
+                    return Err(fail(format!(
+                        "row {row}: unknown entity {other:?}; was it written by a newer lakehouse?"
+                    )))
+                }
+            }
+        }
+    }
+    for (name, version) in versions {
+        let table = tables
+            .get_mut(&name)
+            .ok_or_else(|| fail(format!("version {} of table `{name}` has no table row", version.version)))?;
+        table.versions.push(version);
+    }
+    for table in tables.values_mut() {
+        table.versions.sort_by_key(|v| v.version);
+    }
+    let counters = counters.ok_or_else(|| fail("no counters row".to_string()))?;
+    if counters.catalog_version != declared_version {
+        return Err(fail(format!(
+            "counters say catalog version {} but the file metadata says {declared_version}",
+            counters.catalog_version
+        )));
+    }
+    Ok(CatalogState {
+        tables,
+        leases,
+        last_token: counters.last_token,
+        catalog_version: counters.catalog_version,
+    })
+}
+
+/// Writes the manifest for `state`. Keys are unique per catalog version and a
+/// put is atomic, so a reader never sees a partial manifest.
+pub(crate) async fn write(bucket: &Bucket, state: &CatalogState) -> Result<String> {
+    let key = manifest_key(state.catalog_version);
+    let bytes = encode(state)?;
+    bucket
+        .store()
+        .put(&Path::from(key.as_str()), PutPayload::from(bytes))
+        .await
+        .map_err(|e| bucket.storage_error(e))?;
+    Ok(key)
+}
+
+/// Manifests in the bucket, oldest first.
+pub(crate) async fn list(bucket: &Bucket) -> Result<Vec<(u64, Path)>> {
+    let objects: Vec<_> = bucket
+        .store()
+        .list(Some(&Path::from(MANIFEST_DIR)))
+        .try_collect()
+        .await
+        .map_err(|e| bucket.storage_error(e))?;
+    let mut manifests: Vec<(u64, Path)> = objects
+        .into_iter()
+        .filter_map(|o| version_of(&o.location).map(|v| (v, o.location)))
+        .collect();
+    manifests.sort_by_key(|(v, _)| *v);
+    Ok(manifests)
+}
+
+/// Reads the newest readable manifest. A manifest that cannot be read is skipped
+/// with a warning; if manifests exist and none can be read, that is an error
+/// (starting empty would let garbage collection delete every data file).
+pub(crate) async fn read_latest(bucket: &Bucket) -> Result<Option<CatalogState>> {
+    let manifests = list(bucket).await?;
+    let mut last_error = None;
+    for (_, path) in manifests.iter().rev() {
+        let bytes = match bucket.store().get(path).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        let decoded = match bytes {
+            Ok(bytes) => decode(path.as_ref(), bytes),
+            Err(e) => Err(Error::from(bucket.storage_error(e))),
+        };
+        match decoded {
+            Ok(state) => return Ok(Some(state)),
+            Err(e) => {
+                tracing::warn!(manifest = %path, error = %e, "skipping unreadable catalog manifest");
+                last_error = Some(e);
+            }
+        }
+    }
+    match last_error {
+        None => Ok(None),
+        Some(e) => Err(Error::Manifest {
+            key: MANIFEST_DIR.to_string(),
+            reason: format!(
+                "none of the {} manifests can be read (the newest failed with: {e}); refusing to start an empty catalog over them",
+                manifests.len()
+            ),
+        }),
+    }
+}
+
+/// Deletes all but the newest `retained` manifests (at least one is kept).
+/// Returns how many were deleted.
+pub(crate) async fn prune(bucket: &Bucket, retained: usize) -> Result<usize> {
+    let manifests = list(bucket).await?;
+    let excess = manifests.len().saturating_sub(retained.max(1));
+    for (_, path) in &manifests[..excess] {
+        match bucket.store().delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(bucket.storage_error(e).into()),
+        }
+    }
+    Ok(excess)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use arrow_schema::{DataType, Field, Schema};
+    use lakehouse_common::ObjectRef;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{DataFile, Sensitivity, TableMetadata, WriteMode};
+
+    fn data_type() -> impl Strategy<Value = DataType> {
+        prop_oneof![
+            Just(DataType::Int64),
+            Just(DataType::Float64),
+            Just(DataType::Utf8),
+            Just(DataType::Boolean),
+            Just(DataType::Date32),
+        ]
+    }
+
+    fn schema() -> impl Strategy<Value = Schema> {
+        prop::collection::btree_map("[a-z][a-z0-9_]{0,6}", (data_type(), any::<bool>()), 1..5).prop_map(|cols| {
+            Schema::new(
+                cols.into_iter()
+                    .map(|(name, (t, nullable))| Field::new(name, t, nullable))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
+    fn data_file() -> impl Strategy<Value = DataFile> {
+        ("[a-z0-9/_.-]{1,30}", any::<u64>(), any::<u64>()).prop_map(|(key, size_bytes, row_count)| DataFile {
+            object: ObjectRef::primary(format!("tables/{key}")),
+            size_bytes,
+            row_count,
+        })
+    }
+
+    fn metadata() -> impl Strategy<Value = TableMetadata> {
+        (
+            "\\PC{0,12}",
+            prop_oneof![
+                Just(Sensitivity::Public),
+                Just(Sensitivity::Internal),
+                Just(Sensitivity::Confidential),
+                Just(Sensitivity::Restricted)
+            ],
+            "\\PC{0,20}",
+            "[0-9]{1,3}[hd]",
+            "\\PC{0,40}",
+            prop::collection::vec("\\PC{0,8}", 0..4),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(owner, sensitivity, lineage, freshness_sla, description, tags, metadata_incomplete)| TableMetadata {
+                    owner,
+                    sensitivity,
+                    lineage,
+                    freshness_sla,
+                    description,
+                    tags,
+                    metadata_incomplete,
+                },
+            )
+    }
+
+    fn version() -> impl Strategy<Value = TableVersion> {
+        (
+            schema(),
+            prop::collection::vec(data_file(), 0..4),
+            any::<u64>(),
+            any::<i64>(),
+            prop_oneof![Just(WriteMode::Create), Just(WriteMode::Append), Just(WriteMode::Replace)],
+            any::<u64>(),
+        )
+            .prop_map(|(schema, files, row_count, committed_at_ms, mode, fencing_token)| TableVersion {
+                version: 0,
+                schema,
+                files,
+                row_count,
+                committed_at_ms,
+                mode,
+                fencing_token,
+            })
+    }
+
+    fn state() -> impl Strategy<Value = CatalogState> {
+        let table = (metadata(), any::<i64>(), prop::collection::vec(version(), 1..4));
+        (
+            prop::collection::btree_map("[a-z_][a-z0-9_]{0,10}", table, 0..4),
+            prop::collection::btree_map("[a-z_][a-z0-9_]{0,10}", ("\\PC{1,10}", any::<u64>(), any::<i64>()), 0..3),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(tables, leases, last_token, catalog_version)| CatalogState {
+                tables: tables
+                    .into_iter()
+                    .map(|(name, (metadata, created_at_ms, versions))| {
+                        let versions = versions
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| TableVersion {
+                                version: i as u64 + 1,
+                                ..v
+                            })
+                            .collect();
+                        let table = Table {
+                            name: name.clone(),
+                            metadata,
+                            created_at_ms,
+                            versions,
+                        };
+                        (name, table)
+                    })
+                    .collect(),
+                leases: leases
+                    .into_iter()
+                    .map(|(table, (holder, token, expires_at_ms))| {
+                        let lease = Lease {
+                            table: table.clone(),
+                            holder,
+                            token,
+                            expires_at_ms,
+                        };
+                        (table, lease)
+                    })
+                    .collect(),
+                last_token,
+                catalog_version,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn manifest_roundtrips(state in state()) {
+            let bytes = encode(&state).unwrap();
+            let decoded = decode("test", bytes).unwrap();
+            prop_assert_eq!(decoded, state);
+        }
+    }
+
+    #[test]
+    fn file_metadata_names_format_and_version() {
+        let state = CatalogState {
+            catalog_version: 42,
+            ..Default::default()
+        };
+        let bytes = encode(&state).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let kv = builder.metadata().file_metadata().key_value_metadata().unwrap();
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+        assert_eq!(get(KEY_FORMAT_VERSION).as_deref(), Some("1"));
+        assert_eq!(get(KEY_CATALOG_VERSION).as_deref(), Some("42"));
+        assert_eq!(manifest_key(42), "_catalog/manifests/00000000000000000042.parquet");
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_key() {
+        let err = decode("_catalog/manifests/x.parquet", Bytes::from_static(b"not parquet")).unwrap_err();
+        assert!(err.to_string().contains("x.parquet"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn newest_readable_manifest_wins_and_prune_keeps_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open("primary", dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        assert!(read_latest(&bucket).await.unwrap().is_none());
+        for v in 1..=4 {
+            let state = CatalogState {
+                catalog_version: v,
+                last_token: v * 10,
+                ..Default::default()
+            };
+            write(&bucket, &state).await.unwrap();
+        }
+        // A torn or foreign file at the newest key is skipped.
+        bucket
+            .store()
+            .put(&Path::from(manifest_key(5)), PutPayload::from_static(b"torn"))
+            .await
+            .unwrap();
+        let latest = read_latest(&bucket).await.unwrap().unwrap();
+        assert_eq!(latest.catalog_version, 4);
+        assert_eq!(latest.last_token, 40);
+
+        assert_eq!(prune(&bucket, 2).await.unwrap(), 3);
+        let left: Vec<u64> = list(&bucket).await.unwrap().into_iter().map(|(v, _)| v).collect();
+        assert_eq!(left, vec![4, 5]);
+
+        bucket.store().delete(&Path::from(manifest_key(4))).await.unwrap();
+        let err = read_latest(&bucket).await.unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! What goes through the Raft log: requests, their responses, and the openraft type config.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Refusal;
+use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion};
+
+/// A change to the catalog. Times (`now_ms`) are stamped by the leader from its
+/// clock before the request enters the log, so every node applying it decides
+/// lease expiry identically (never from its own wall clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    AcquireLease {
+        table: String,
+        holder: String,
+        ttl_ms: u64,
+        now_ms: i64,
+    },
+    RenewLease {
+        table: String,
+        token: u64,
+        ttl_ms: u64,
+        now_ms: i64,
+    },
+    ReleaseLease {
+        table: String,
+        token: u64,
+    },
+    Commit {
+        token: u64,
+        commit: TableCommit,
+        now_ms: i64,
+    },
+    DropTable {
+        table: String,
+        token: u64,
+        now_ms: i64,
+    },
+    UpdateMetadata {
+        table: String,
+        metadata: TableMetadata,
+    },
+    /// Replaces the whole state with one read from a bucket manifest.
+    Restore(CatalogState),
+}
+
+/// The state machine's answer to one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Entries with nothing to report: blank, membership, restore, release.
+    Done,
+    Lease(Lease),
+    Version(TableVersion),
+    Table(Table),
+    Refused(Refusal),
+}
+
+openraft::declare_raft_types!(
+    /// The catalog's Raft types: one-node today, `BasicNode` addresses once peers exist.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type NodeId = u64;

@@ -1,0 +1,524 @@
+//! The catalog's rules: how one request changes [`CatalogState`]. Pure and
+//! deterministic (time comes from the request), so every node applying the same
+//! log reaches the same state.
+
+use arrow_schema::{Field, Schema};
+
+use crate::error::Refusal;
+use crate::model::{CatalogState, Lease, Table, TableCommit, TableVersion, WriteMode};
+use crate::request::{Request, Response};
+
+/// Applies one request. A refused request leaves the state untouched.
+pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
+    let outcome = match request {
+        Request::AcquireLease {
+            table,
+            holder,
+            ttl_ms,
+            now_ms,
+        } => acquire_lease(state, table, holder, ttl_ms, now_ms),
+        Request::RenewLease {
+            table,
+            token,
+            ttl_ms,
+            now_ms,
+        } => renew_lease(state, &table, token, ttl_ms, now_ms),
+        Request::ReleaseLease { table, token } => Ok(release_lease(state, &table, token)),
+        Request::Commit {
+            token,
+            commit,
+            now_ms,
+        } => commit_version(state, token, commit, now_ms),
+        Request::DropTable {
+            table,
+            token,
+            now_ms,
+        } => drop_table(state, &table, token, now_ms),
+        Request::UpdateMetadata { table, metadata } => match state.tables.get_mut(&table) {
+            Some(t) => {
+                t.metadata = metadata;
+                let t = t.clone();
+                state.catalog_version += 1;
+                Ok(Response::Table(t))
+            }
+            None => Err(Refusal::TableNotFound { table }),
+        },
+        Request::Restore(restored) => {
+            // Tokens and catalog versions never go backwards, whatever the manifest says:
+            // a writer holding an older token must stay fenced off.
+            let last_token = restored.last_token.max(state.last_token);
+            let catalog_version = restored.catalog_version.max(state.catalog_version);
+            *state = restored;
+            state.last_token = last_token;
+            state.catalog_version = catalog_version;
+            Ok(Response::Done)
+        }
+    };
+    outcome.unwrap_or_else(Response::Refused)
+}
+
+fn ttl(ttl_ms: u64) -> i64 {
+    i64::try_from(ttl_ms).unwrap_or(i64::MAX)
+}
+
+fn acquire_lease(
+    state: &mut CatalogState,
+    table: String,
+    holder: String,
+    ttl_ms: u64,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
+    if let Some(current) = state.leases.get(&table) {
+        if current.expires_at_ms > now_ms {
+            return Err(Refusal::LeaseHeld {
+                table,
+                holder: current.holder.clone(),
+                token: current.token,
+                expires_in_ms: current.expires_at_ms - now_ms,
+            });
+        }
+    }
+    state.last_token += 1;
+    let lease = Lease {
+        table: table.clone(),
+        holder,
+        token: state.last_token,
+        expires_at_ms: now_ms.saturating_add(ttl(ttl_ms)),
+    };
+    state.leases.insert(table, lease.clone());
+    state.catalog_version += 1;
+    Ok(Response::Lease(lease))
+}
+
+/// The lease `token` must be the table's current lease and still live at `now_ms`.
+fn check_lease(state: &CatalogState, table: &str, token: u64, now_ms: i64) -> Result<(), Refusal> {
+    match state.leases.get(table) {
+        Some(lease) if lease.token == token => {
+            if lease.expires_at_ms > now_ms {
+                Ok(())
+            } else {
+                Err(Refusal::LeaseExpired {
+                    table: table.to_string(),
+                    holder: lease.holder.clone(),
+                    token,
+                    expired_ms_ago: now_ms - lease.expires_at_ms,
+                })
+            }
+        }
+        Some(lease) => Err(Refusal::StaleToken {
+            table: table.to_string(),
+            token,
+            current: Some(lease.token),
+        }),
+        None => Err(Refusal::StaleToken {
+            table: table.to_string(),
+            token,
+            current: None,
+        }),
+    }
+}
+
+fn renew_lease(
+    state: &mut CatalogState,
+    table: &str,
+    token: u64,
+    ttl_ms: u64,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
+    check_lease(state, table, token, now_ms)?;
+    let lease = match state.leases.get_mut(table) {
+        Some(lease) => {
+            lease.expires_at_ms = now_ms.saturating_add(ttl(ttl_ms));
+            lease.clone()
+        }
+        // check_lease found it a moment ago; keep the answer honest anyway.
+        None => {
+            return Err(Refusal::StaleToken {
+                table: table.to_string(),
+                token,
+                current: None,
+            })
+        }
+    };
+    state.catalog_version += 1;
+    Ok(Response::Lease(lease))
+}
+
+/// Releasing is idempotent: a stale token releases nothing (the lease belongs to
+/// someone else by now) and is not an error.
+fn release_lease(state: &mut CatalogState, table: &str, token: u64) -> Response {
+    if state.leases.get(table).is_some_and(|l| l.token == token) {
+        state.leases.remove(table);
+        state.catalog_version += 1;
+    }
+    Response::Done
+}
+
+fn commit_version(
+    state: &mut CatalogState,
+    token: u64,
+    commit: TableCommit,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
+    check_lease(state, &commit.table, token, now_ms)?;
+    let TableCommit {
+        table: name,
+        mode,
+        schema,
+        new_files,
+        metadata,
+    } = commit;
+    let version = match mode {
+        WriteMode::Create => {
+            if state.tables.contains_key(&name) {
+                return Err(Refusal::TableExists { table: name });
+            }
+            let Some(metadata) = metadata else {
+                return Err(Refusal::MissingMetadata { table: name });
+            };
+            let version = new_version(1, schema, new_files, mode, token, now_ms);
+            state.tables.insert(
+                name.clone(),
+                Table {
+                    name,
+                    metadata,
+                    created_at_ms: now_ms,
+                    versions: vec![version.clone()],
+                },
+            );
+            version
+        }
+        WriteMode::Append | WriteMode::Replace => {
+            let Some(table) = state.tables.get_mut(&name) else {
+                return Err(Refusal::TableNotFound { table: name });
+            };
+            let (number, schema, files) = match (mode, table.current()) {
+                (WriteMode::Append, Some(previous)) => {
+                    let schema = append_schema(&previous.schema, &schema).map_err(|differences| {
+                        Refusal::SchemaMismatch {
+                            table: name.clone(),
+                            differences,
+                        }
+                    })?;
+                    let mut files = previous.files.clone();
+                    files.extend(new_files);
+                    (previous.version + 1, schema, files)
+                }
+                (_, previous) => (
+                    previous.map_or(1, |p| p.version + 1),
+                    schema,
+                    new_files,
+                ),
+            };
+            let version = new_version(number, schema, files, mode, token, now_ms);
+            if let Some(metadata) = metadata {
+                table.metadata = metadata;
+            }
+            table.versions.push(version.clone());
+            version
+        }
+    };
+    state.catalog_version += 1;
+    Ok(Response::Version(version))
+}
+
+fn new_version(
+    version: u64,
+    schema: Schema,
+    files: Vec<crate::model::DataFile>,
+    mode: WriteMode,
+    token: u64,
+    now_ms: i64,
+) -> TableVersion {
+    TableVersion {
+        version,
+        row_count: files.iter().map(|f| f.row_count).sum(),
+        schema,
+        files,
+        committed_at_ms: now_ms,
+        mode,
+        fencing_token: token,
+    }
+}
+
+fn drop_table(state: &mut CatalogState, table: &str, token: u64, now_ms: i64) -> Result<Response, Refusal> {
+    check_lease(state, table, token, now_ms)?;
+    if state.tables.remove(table).is_none() {
+        return Err(Refusal::TableNotFound {
+            table: table.to_string(),
+        });
+    }
+    state.catalog_version += 1;
+    Ok(Response::Done)
+}
+
+/// An append must bring the table's columns: same names, order and types. Only
+/// nullability may differ (one file may happen to have no nulls); the table's
+/// schema then becomes nullable where either side is.
+fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
+    let mut differences = Vec::new();
+    for field in table.fields() {
+        match new.field_with_name(field.name()) {
+            Ok(n) if n.data_type() != field.data_type() => differences.push(format!(
+                "column `{}` is {} in the table but {} in the new data",
+                field.name(),
+                field.data_type(),
+                n.data_type()
+            )),
+            Ok(_) => {}
+            Err(_) => differences.push(format!("column `{}` is missing from the new data", field.name())),
+        }
+    }
+    for field in new.fields() {
+        if table.field_with_name(field.name()).is_err() {
+            differences.push(format!(
+                "column `{}` ({}) is not in the table",
+                field.name(),
+                field.data_type()
+            ));
+        }
+    }
+    let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>();
+    if differences.is_empty() && names(table) != names(new) {
+        differences.push(format!(
+            "the columns are in a different order: table ({}), new data ({})",
+            names(table).join(", "),
+            names(new).join(", ")
+        ));
+    }
+    if !differences.is_empty() {
+        return Err(differences.join("; "));
+    }
+    let fields: Vec<Field> = table
+        .fields()
+        .iter()
+        .zip(new.fields())
+        .map(|(t, n)| t.as_ref().clone().with_nullable(t.is_nullable() || n.is_nullable()))
+        .collect();
+    Ok(Schema::new_with_metadata(fields, table.metadata().clone()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use arrow_schema::DataType;
+    use lakehouse_common::ObjectRef;
+
+    use super::*;
+    use crate::model::{DataFile, Sensitivity, TableMetadata};
+
+    fn metadata() -> TableMetadata {
+        TableMetadata {
+            owner: "ops".into(),
+            sensitivity: Sensitivity::Internal,
+            lineage: "ats → ingest → candidates".into(),
+            freshness_sla: "24h".into(),
+            description: "candidates".into(),
+            tags: vec!["hr".into()],
+            metadata_incomplete: false,
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ])
+    }
+
+    fn file(key: &str, rows: u64) -> DataFile {
+        DataFile {
+            object: ObjectRef::primary(key),
+            size_bytes: 10,
+            row_count: rows,
+        }
+    }
+
+    fn acquire(state: &mut CatalogState, holder: &str, now_ms: i64) -> Response {
+        apply(
+            state,
+            Request::AcquireLease {
+                table: "t".into(),
+                holder: holder.into(),
+                ttl_ms: 1_000,
+                now_ms,
+            },
+        )
+    }
+
+    fn lease_of(r: Response) -> Lease {
+        match r {
+            Response::Lease(l) => l,
+            other => panic!("expected a lease, got {other:?}"),
+        }
+    }
+
+    fn create(token: u64, now_ms: i64) -> Request {
+        Request::Commit {
+            token,
+            commit: TableCommit {
+                table: "t".into(),
+                mode: WriteMode::Create,
+                schema: schema(),
+                new_files: vec![file("tables/t/a.parquet", 3)],
+                metadata: Some(metadata()),
+            },
+            now_ms,
+        }
+    }
+
+    #[test]
+    fn stale_fencing_token_is_refused() {
+        let mut state = CatalogState::default();
+        let a = lease_of(acquire(&mut state, "a", 0));
+        // A's lease expired at 1000; B takes over with a larger token.
+        let b = lease_of(acquire(&mut state, "b", 1_500));
+        assert!(b.token > a.token);
+        let before = state.clone();
+        let refused = apply(&mut state, create(a.token, 1_600));
+        assert_eq!(
+            refused,
+            Response::Refused(Refusal::StaleToken {
+                table: "t".into(),
+                token: a.token,
+                current: Some(b.token)
+            })
+        );
+        assert_eq!(state, before, "a refused request changes nothing");
+        assert!(matches!(apply(&mut state, create(b.token, 1_600)), Response::Version(v) if v.version == 1));
+    }
+
+    #[test]
+    fn expired_lease_cannot_commit_or_renew() {
+        let mut state = CatalogState::default();
+        let a = lease_of(acquire(&mut state, "a", 0));
+        let refused = apply(&mut state, create(a.token, 1_000));
+        assert!(matches!(
+            refused,
+            Response::Refused(Refusal::LeaseExpired { expired_ms_ago: 0, .. })
+        ));
+        let renew = Request::RenewLease {
+            table: "t".into(),
+            token: a.token,
+            ttl_ms: 1_000,
+            now_ms: 2_000,
+        };
+        assert!(matches!(apply(&mut state, renew), Response::Refused(Refusal::LeaseExpired { .. })));
+    }
+
+    #[test]
+    fn live_lease_blocks_acquire_and_release_is_idempotent() {
+        let mut state = CatalogState::default();
+        let a = lease_of(acquire(&mut state, "a", 0));
+        match acquire(&mut state, "b", 400) {
+            Response::Refused(Refusal::LeaseHeld {
+                holder, expires_in_ms, ..
+            }) => {
+                assert_eq!(holder, "a");
+                assert_eq!(expires_in_ms, 600);
+            }
+            other => panic!("{other:?}"),
+        }
+        let release = Request::ReleaseLease {
+            table: "t".into(),
+            token: a.token,
+        };
+        assert_eq!(apply(&mut state, release.clone()), Response::Done);
+        assert!(state.leases.is_empty());
+        let version = state.catalog_version;
+        assert_eq!(apply(&mut state, release), Response::Done);
+        assert_eq!(state.catalog_version, version, "nothing changed");
+        assert_eq!(lease_of(acquire(&mut state, "b", 500)).token, a.token + 1);
+    }
+
+    #[test]
+    fn append_keeps_files_replace_swaps_them_schema_checked() {
+        let mut state = CatalogState::default();
+        let lease = lease_of(acquire(&mut state, "w", 0));
+        apply(&mut state, create(lease.token, 1));
+        let commit = |mode, schema, key: &str| Request::Commit {
+            token: lease.token,
+            commit: TableCommit {
+                table: "t".into(),
+                mode,
+                schema,
+                new_files: vec![file(key, 2)],
+                metadata: None,
+            },
+            now_ms: 2,
+        };
+        let Response::Version(v2) = apply(&mut state, commit(WriteMode::Append, schema(), "tables/t/b.parquet"))
+        else {
+            panic!()
+        };
+        assert_eq!((v2.version, v2.files.len(), v2.row_count), (2, 2, 5));
+
+        let other = Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("email", DataType::Utf8, true),
+        ]);
+        match apply(&mut state, commit(WriteMode::Append, other.clone(), "tables/t/c.parquet")) {
+            Response::Refused(Refusal::SchemaMismatch { differences, .. }) => {
+                assert!(differences.contains("column `id` is Int64 in the table but Utf8"), "{differences}");
+                assert!(differences.contains("`name` is missing"), "{differences}");
+                assert!(differences.contains("`email` (Utf8) is not in the table"), "{differences}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let Response::Version(v3) = apply(&mut state, commit(WriteMode::Replace, other, "tables/t/d.parquet"))
+        else {
+            panic!()
+        };
+        assert_eq!((v3.version, v3.files.len(), v3.row_count), (3, 1, 2));
+        assert_eq!(state.tables["t"].versions.len(), 3);
+        assert_eq!(state.tables["t"].metadata, metadata(), "metadata kept when not given");
+    }
+
+    #[test]
+    fn create_twice_and_missing_table_are_refused() {
+        let mut state = CatalogState::default();
+        let lease = lease_of(acquire(&mut state, "w", 0));
+        apply(&mut state, create(lease.token, 1));
+        assert!(matches!(
+            apply(&mut state, create(lease.token, 2)),
+            Response::Refused(Refusal::TableExists { .. })
+        ));
+        let mut no_metadata = create(lease.token, 2);
+        if let Request::Commit { commit, .. } = &mut no_metadata {
+            commit.table = "u".into();
+            commit.metadata = None;
+        }
+        // The lease is for `t`, so committing `u` with it is a stale token.
+        assert!(matches!(
+            apply(&mut state, no_metadata),
+            Response::Refused(Refusal::StaleToken { current: None, .. })
+        ));
+        let drop = Request::DropTable {
+            table: "t".into(),
+            token: lease.token,
+            now_ms: 3,
+        };
+        assert_eq!(apply(&mut state, drop.clone()), Response::Done);
+        assert!(matches!(
+            apply(&mut state, drop),
+            Response::Refused(Refusal::TableNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn nullability_differences_merge() {
+        let table = schema();
+        let new = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, false),
+        ]);
+        let merged = append_schema(&table, &new).unwrap();
+        assert!(merged.field(0).is_nullable());
+        assert!(merged.field(1).is_nullable());
+        let reordered = Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+        ]);
+        assert!(append_schema(&table, &reordered).unwrap_err().contains("different order"));
+    }
+}

@@ -1,0 +1,360 @@
+//! Layered configuration (ADR-006): built-in defaults → `lakehouse.toml`
+//! (`--config PATH`, else `./lakehouse.toml` when present) → `LAKEHOUSE__SECTION__KEY`
+//! environment → CLI flags. `Default` is the truth; the shipped `lakehouse.toml`
+//! must equal it (tested). Unknown keys and bad values stop start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// File read when no `--config` is given and it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "lakehouse.toml";
+/// Prefix of environment overrides: `LAKEHOUSE__GATEWAY__HTTP_ADDR=127.0.0.1:0`.
+pub const ENV_PREFIX: &str = "LAKEHOUSE__";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub storage: StorageConfig,
+    pub catalog: CatalogConfig,
+    pub scheduler: SchedulerConfig,
+    pub executor: ExecutorConfig,
+    pub query: QueryConfig,
+    pub flight_sql: FlightSqlConfig,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Root of everything this node keeps locally.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./lakehouse-data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The primary bucket: a local directory or `s3://bucket/prefix`. Empty: `<data_dir>/bucket`.
+    pub primary: String,
+    /// S3 region (S3 only).
+    pub s3_region: String,
+    /// S3 endpoint for S3-compatible servers, e.g. `http://127.0.0.1:9000` (S3 only).
+    pub s3_endpoint: String,
+    /// Access key id (S3 only); not a secret.
+    pub s3_access_key_id: String,
+    /// Where the secret key comes from: `env:VAR` or `file:PATH`, never the key itself.
+    pub s3_secret_access_key_ref: String,
+    /// Allow plain-HTTP endpoints (S3 only).
+    pub s3_allow_http: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Local Raft log and snapshots. Empty: `<data_dir>/catalog`.
+    pub dir: String,
+    /// This node's Raft id.
+    pub node_id: u64,
+    /// Leader heartbeat, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the election timeout, milliseconds.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the election timeout, milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// How long a writer lease lives without renewal, milliseconds.
+    pub lease_ttl_ms: u64,
+    /// How long a writer waits for a lease another writer holds, milliseconds.
+    pub lease_wait_ms: u64,
+    /// Build a Raft snapshot after this many log entries.
+    pub snapshot_every_entries: u64,
+    /// How many catalog manifests to keep in the bucket.
+    pub manifests_retained: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            dir: String::new(),
+            node_id: 1,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            lease_ttl_ms: 30_000,
+            lease_wait_ms: 5_000,
+            snapshot_every_entries: 1_000,
+            manifests_retained: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Ballista scheduler gRPC address.
+    pub addr: SocketAddr,
+    /// A job running longer than this is cancelled, seconds.
+    pub job_timeout_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 50050)),
+            job_timeout_secs: 3_600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Executor gRPC address (task launch).
+    pub addr: SocketAddr,
+    /// Executor Flight address (shuffle and result fetch).
+    pub flight_addr: SocketAddr,
+    /// Task slots; 0 means one per CPU core.
+    pub concurrent_tasks: usize,
+    /// Shuffle files. Empty: `<data_dir>/executor`.
+    pub work_dir: String,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            flight_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            concurrent_tasks: 0,
+            work_dir: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Partitions per query stage; 0 means the executors' total task slots.
+    pub target_partitions: usize,
+    /// Hash joins halve TPC-H time but do not spill; turn off for joins larger than memory.
+    pub prefer_hash_join: bool,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            target_partitions: 0,
+            prefer_hash_join: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlightSqlConfig {
+    /// Flight SQL listen address.
+    pub addr: SocketAddr,
+}
+
+impl Default for FlightSqlConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3101)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// HTTP API listen address.
+    pub http_addr: SocketAddr,
+    /// Largest ingest body accepted, bytes.
+    pub max_ingest_bytes: u64,
+    /// Rows per Parquet data file written by ingest.
+    pub rows_per_file: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 3100)),
+            max_ingest_bytes: 10 * 1024 * 1024 * 1024,
+            rows_per_file: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (an explicit `path` must exist), then the environment.
+    /// CLI flags are applied by the caller on the returned value.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        Self::load_from(path, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    fn load_from(path: Option<&Path>, env: Env) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(path) if !path.exists() => {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )))
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| Error::Config(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let c = &self.catalog;
+        if c.election_timeout_min_ms <= c.heartbeat_interval_ms {
+            return Err(Error::Config(format!(
+                "catalog.election_timeout_min_ms ({}) must be larger than catalog.heartbeat_interval_ms ({})",
+                c.election_timeout_min_ms, c.heartbeat_interval_ms
+            )));
+        }
+        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
+            return Err(Error::Config(format!(
+                "catalog.election_timeout_max_ms ({}) must be larger than catalog.election_timeout_min_ms ({})",
+                c.election_timeout_max_ms, c.election_timeout_min_ms
+            )));
+        }
+        if c.lease_ttl_ms == 0 {
+            return Err(Error::Config(
+                "catalog.lease_ttl_ms must be at least 1".to_string(),
+            ));
+        }
+        if self.gateway.rows_per_file == 0 {
+            return Err(Error::Config(
+                "gateway.rows_per_file must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.or_data_subdir(&self.catalog.dir, "catalog")
+    }
+
+    pub fn executor_work_dir(&self) -> PathBuf {
+        self.or_data_subdir(&self.executor.work_dir, "executor")
+    }
+
+    /// The primary bucket location: a configured URL/path, else `<data_dir>/bucket`.
+    pub fn primary_bucket_location(&self) -> String {
+        if self.storage.primary.is_empty() {
+            self.node.data_dir.join("bucket").display().to_string()
+        } else {
+            self.storage.primary.clone()
+        }
+    }
+
+    fn or_data_subdir(&self, configured: &str, sub: &str) -> PathBuf {
+        if configured.is_empty() {
+            self.node.data_dir.join(sub)
+        } else {
+            PathBuf::from(configured)
+        }
+    }
+}
+
+/// Figment's errors name the key and the source; one line per error.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{}`: ", e.path.join("."))
+            };
+            let source = match &e.metadata {
+                Some(md) => match &md.source {
+                    Some(src) => format!(" (from {} {src})", md.name),
+                    None => format!(" (from {})", md.name),
+                },
+                None => String::new(),
+            };
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_default() {
+        let shipped: Config = toml::from_str(include_str!("../../lakehouse.toml")).unwrap();
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("lakehouse.toml", "[gateway]\nhttp_addr = \"127.0.0.1:4000\"\n")?;
+            jail.set_env("LAKEHOUSE__GATEWAY__HTTP_ADDR", "127.0.0.1:4100");
+            jail.set_env("LAKEHOUSE__CATALOG__LEASE_TTL_MS", "999");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.gateway.http_addr.port(), 4100);
+            assert_eq!(config.catalog.lease_ttl_ms, 999);
+            assert_eq!(config.flight_sql, FlightSqlConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "[gateway]\nhttp_adr = \"127.0.0.1:1\"\n")?;
+            let err = Config::load(Some(Path::new("custom.toml"))).unwrap_err().to_string();
+            assert!(err.contains("http_adr"), "{err}");
+            assert!(err.contains("custom.toml"), "{err}");
+            assert!(err.contains("http_addr"), "allowed keys listed: {err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_value_names_key_and_expected_type() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEHOUSE__CATALOG__NODE_ID", "one");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("catalog.node_id"), "{err}");
+            assert!(err.contains("LAKEHOUSE__"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/lakehouse.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

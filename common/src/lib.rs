@@ -1,0 +1,13 @@
+//! Shared building blocks of every Lakehouse role: layered configuration, the
+//! error vocabulary the edges map to status codes, object-store buckets and the clock.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod storage;
+
+pub use clock::{Clock, SystemClock};
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use storage::{Bucket, ObjectRef};

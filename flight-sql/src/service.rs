@@ -1,0 +1,422 @@
+//! The `FlightSqlService` implementation.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::DataFrame;
+use futures::{stream, Stream, StreamExt, TryStreamExt};
+use lakehouse_catalog_raft::Catalog;
+use lakehouse_common::ErrorKind;
+use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+
+use crate::error::{from_datafusion, from_query, invalid, status};
+use crate::info::{SQL_INFO, XDBC_TYPES};
+use crate::placeholders::number_placeholders;
+use crate::prepared::{Prepared, PreparedStatements};
+
+type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+type DoGetStream = <LakehouseFlightSql as FlightService>::DoGetStream;
+
+#[derive(Clone)]
+pub struct LakehouseFlightSql {
+    engine: QueryEngine,
+    catalog: Catalog,
+    prepared: PreparedStatements,
+}
+
+impl std::fmt::Debug for LakehouseFlightSql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakehouseFlightSql").finish_non_exhaustive()
+    }
+}
+
+impl LakehouseFlightSql {
+    pub fn new(engine: QueryEngine, catalog: Catalog) -> Self {
+        Self {
+            engine,
+            catalog,
+            prepared: PreparedStatements::default(),
+        }
+    }
+
+    async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
+        self.engine.sql(sql).await.map_err(from_query)
+    }
+
+    /// Plans a prepared statement with one row of its bound parameters.
+    async fn plan_bound(&self, prepared: &Prepared, row: Option<usize>) -> Result<DataFrame, Status> {
+        let frame = self.plan(&prepared.sql).await?;
+        match (&prepared.parameters, row) {
+            (Some(params), Some(row)) => {
+                let values = (0..params.num_columns())
+                    .map(|col| ScalarValue::try_from_array(params.column(col), row))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(from_datafusion)?;
+                frame.with_param_values(values).map_err(from_datafusion)
+            }
+            _ => Ok(frame),
+        }
+    }
+
+    fn prepared(&self, handle: &[u8]) -> Result<Prepared, Status> {
+        self.prepared.get(handle).ok_or_else(|| {
+            status(
+                ErrorKind::NotFound,
+                "prepared statement handle is unknown or was closed; prepare the statement again",
+            )
+        })
+    }
+}
+
+/// Results stream batch by batch as the executors produce them.
+async fn execute(frame: DataFrame) -> Result<FlightStream<RecordBatch>, Status> {
+    let stream = frame.execute_stream().await.map_err(from_datafusion)?;
+    Ok(Box::pin(stream.map_err(from_datafusion)))
+}
+
+fn frame_schema(frame: &DataFrame) -> SchemaRef {
+    Arc::clone(frame.schema().inner())
+}
+
+fn encode(schema: SchemaRef, batches: FlightStream<RecordBatch>) -> Response<DoGetStream> {
+    let batches = batches.map_err(|s| FlightError::Tonic(Box::new(s)));
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .map_err(Status::from);
+    Response::new(Box::pin(flight))
+}
+
+fn encode_batch(batch: Result<RecordBatch, arrow_schema::ArrowError>) -> Result<Response<DoGetStream>, Status> {
+    let batch = batch.map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+    let schema = batch.schema();
+    Ok(encode(schema, Box::pin(stream::once(async { Ok(batch) }))))
+}
+
+fn flight_info(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| status(ErrorKind::Internal, e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow_schema::ArrowError| status(ErrorKind::Internal, e.to_string()))?;
+    Ok(bytes)
+}
+
+/// `$1, $2, …` in order; a type DataFusion could not infer is reported as Null.
+fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
+    let types = frame
+        .logical_plan()
+        .get_parameter_types()
+        .map_err(from_datafusion)?;
+    let mut fields: Vec<(usize, Field)> = types
+        .into_iter()
+        .map(|(name, ty)| {
+            let position = name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX);
+            (position, Field::new(name, ty.unwrap_or(DataType::Null), true))
+        })
+        .collect();
+    fields.sort_by_key(|(position, _)| *position);
+    Ok(Schema::new(fields.into_iter().map(|(_, f)| f).collect::<Vec<_>>()))
+}
+
+const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+
+#[tonic::async_trait]
+impl FlightSqlService for LakehouseFlightSql {
+    type FlightService = LakehouseFlightSql;
+
+    /// Anonymous on loopback: the handshake succeeds with an empty token.
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<FlightStream<HandshakeResponse>>, Status> {
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        Ok(Response::new(Box::pin(stream::once(async { Ok(response) }))))
+    }
+
+    #[instrument(skip_all, fields(sql = %query.query))]
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let frame = self.plan(&number_placeholders(&query.query)).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        flight_info(
+            &frame_schema(&frame),
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let sql = String::from_utf8(ticket.statement_handle.to_vec())
+            .map_err(|_| invalid("statement ticket is not UTF-8 SQL"))?;
+        let frame = self.plan(&number_placeholders(&sql)).await?;
+        let schema = frame_schema(&frame);
+        Ok(encode(schema, execute(frame).await?))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let sql = number_placeholders(&query.query);
+        let frame = self.plan(&sql).await?;
+        let dataset_schema = ipc_schema(&frame_schema(&frame))?;
+        let parameter_schema = ipc_schema(&parameter_schema(&frame)?)?;
+        let handle = self.prepared.insert(sql);
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into(),
+            dataset_schema,
+            parameter_schema,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Closing twice is harmless; using a closed handle is an error.
+        self.prepared.remove(&query.prepared_statement_handle);
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = query.prepared_statement_handle;
+        let prepared = self.prepared(&handle)?;
+        let flight = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(flight)
+            .try_collect()
+            .await
+            .map_err(|e| invalid(format!("reading bound parameters: {e}")))?;
+        let Some(first) = batches.first() else {
+            return Ok(DoPutPreparedStatementResult {
+                prepared_statement_handle: Some(handle),
+            });
+        };
+        let parameters = concat_batches(&first.schema(), &batches)
+            .map_err(|e| invalid(format!("bound parameters: {e}")))?;
+        let expected = parameter_schema(&self.plan(&prepared.sql).await?)?;
+        if parameters.num_columns() != expected.fields().len() {
+            return Err(invalid(format!(
+                "the statement takes {} parameters but {} were bound",
+                expected.fields().len(),
+                parameters.num_columns()
+            )));
+        }
+        self.prepared.bind(&handle, parameters);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let prepared = self.prepared(&cmd.prepared_statement_handle)?;
+        let row = prepared.parameters.as_ref().map(|_| 0);
+        let frame = self.plan_bound(&prepared, row).await?;
+        flight_info(&frame_schema(&frame), cmd.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    /// Every row of bound parameters runs the statement once; results follow one another.
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let prepared = self.prepared(&cmd.prepared_statement_handle)?;
+        let rows: Vec<Option<usize>> = match &prepared.parameters {
+            Some(p) if p.num_rows() > 0 => (0..p.num_rows()).map(Some).collect(),
+            _ => vec![None],
+        };
+        let mut frames = Vec::with_capacity(rows.len());
+        for row in rows {
+            frames.push(self.plan_bound(&prepared, row).await?);
+        }
+        let schema = frames.first().map(frame_schema).unwrap_or_else(|| Arc::new(Schema::empty()));
+        let batches = stream::iter(frames)
+            .then(execute)
+            .try_flatten();
+        Ok(encode(schema, Box::pin(batches)))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME);
+        encode_batch(builder.build())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG_NAME, DEFAULT_SCHEMA);
+        builder.append(CATALOG_NAME, "information_schema");
+        encode_batch(builder.build())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        for table in self.catalog.tables() {
+            let Some(version) = table.current() else {
+                continue;
+            };
+            builder
+                .append(CATALOG_NAME, DEFAULT_SCHEMA, &table.name, "TABLE", &version.schema)
+                .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        }
+        encode_batch(builder.build())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        for table_type in TABLE_TYPES {
+            builder.append(table_type);
+        }
+        encode_batch(builder.build())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let info = SQL_INFO.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let schema = query.clone().into_builder(info).schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let info = SQL_INFO.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        encode_batch(query.into_builder(info).build())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let types = XDBC_TYPES.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let schema = query.clone().into_builder(types).schema();
+        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let types = XDBC_TYPES.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        encode_batch(query.into_builder(types).build())
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,103 @@
+//! Client of the HTTP API, used by `lakehouse ingest`: streams a file as the
+//! request body so large files never sit in memory, reporting bytes sent.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio_util::io::ReaderStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read {path}: {error}")]
+    File { path: String, error: std::io::Error },
+
+    #[error("cannot reach the server at {server}: {detail}; is `lakehouse up` running there? (set --server or LAKEHOUSE_SERVER)")]
+    Connect { server: String, detail: String },
+
+    #[error("{detail}")]
+    Server { status: u16, error: String, detail: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GatewayClient {
+    pub fn new(server: &str) -> Self {
+        Self {
+            base: server.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Uploads `path` to `POST /v1/tables/{table}/ingest` with `params` as the query.
+    pub async fn ingest(
+        &self,
+        path: &Path,
+        table: &str,
+        params: &[(&str, String)],
+        on_bytes_sent: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let file_err = |error| ClientError::File {
+            path: path.display().to_string(),
+            error,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let stream = ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                on_bytes_sent(bytes.len() as u64);
+            }
+        });
+        let url = format!("{}/v1/tables/{}/ingest", self.base, urlencode(table));
+        let response = self
+            .http
+            .post(url)
+            .query(params)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        self.json(response).await
+    }
+
+    async fn json(&self, response: reqwest::Response) -> Result<serde_json::Value, ClientError> {
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.map_err(|e| self.connect_error(e))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        Err(ClientError::Server {
+            status: status.as_u16(),
+            error: text("error"),
+            detail: text("detail"),
+        })
+    }
+
+    fn connect_error(&self, e: reqwest::Error) -> ClientError {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail = format!("{detail}: {s}");
+            source = s.source();
+        }
+        ClientError::Connect {
+            server: self.base.clone(),
+            detail,
+        }
+    }
+}
+
+/// Table names are validated server-side; escape what would change the URL.
+fn urlencode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,75 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lakehouse_common::ErrorKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Ingest(#[from] lakehouse_ingest::Error),
+
+    #[error(transparent)]
+    Catalog(#[from] lakehouse_catalog_raft::Error),
+
+    #[error("table `{0}` does not exist")]
+    TableNotFound(String),
+
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error("the upload is larger than gateway.max_ingest_bytes ({limit} bytes)")]
+    TooLarge { limit: u64 },
+
+    #[error("spooling the upload: {0}")]
+    Spool(std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Ingest(e) => e.kind(),
+            Error::Catalog(e) => e.kind(),
+            Error::TableNotFound(_) => ErrorKind::NotFound,
+            Error::BadRequest(_) => ErrorKind::InvalidInput,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Spool(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// The one place an error kind becomes an HTTP status.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn label_of(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "invalid_input",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::AlreadyExists => "already_exists",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::TooLarge => "too_large",
+        ErrorKind::Unavailable => "unavailable",
+        ErrorKind::Internal => "internal",
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = serde_json::json!({ "error": label_of(kind), "detail": self.to_string() });
+        (status_of(kind), Json(body)).into_response()
+    }
+}

@@ -1,0 +1,62 @@
+//! The HTTP API on :3100: health, the table catalog with its metadata, ingest
+//! and Prometheus metrics. Errors are JSON `{"error", "detail"}`; each crate's
+//! error kind becomes a status code here, once.
+
+pub mod client;
+mod error;
+mod ingest;
+pub mod metrics;
+mod tables;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lakehouse_catalog_raft::Catalog;
+use lakehouse_ingest::TableWriter;
+use tokio::net::TcpListener;
+
+pub use error::{Error, Result};
+pub use metrics::Metrics;
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+pub struct GatewayState {
+    pub catalog: Catalog,
+    pub writer: TableWriter,
+    pub metrics: Arc<Metrics>,
+    /// Uploads are spooled here before they are read (type inference reads twice).
+    pub spool_dir: PathBuf,
+    pub max_ingest_bytes: u64,
+}
+
+pub fn router(state: GatewayState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
+        .route("/v1/tables", get(tables::list))
+        .route("/v1/tables/{name}", get(tables::show))
+        .route(
+            "/v1/tables/{name}/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::disable()),
+        )
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: GatewayState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}

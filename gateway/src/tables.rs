@@ -1,0 +1,65 @@
+//! `GET /v1/tables` and `GET /v1/tables/{name}`.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use lakehouse_catalog_raft::model::{Table, TableVersion};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::GatewayState;
+
+pub(crate) async fn list(State(state): State<GatewayState>) -> Json<Value> {
+    let tables: Vec<Value> = state.catalog.tables().iter().map(summary).collect();
+    Json(json!({ "tables": tables }))
+}
+
+pub(crate) async fn show(
+    State(state): State<GatewayState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let table = state
+        .catalog
+        .table(&name)
+        .ok_or_else(|| Error::TableNotFound(name.clone()))?;
+    let mut body = summary(&table);
+    let schema: Vec<Value> = table
+        .current()
+        .map(|v| {
+            v.schema
+                .fields()
+                .iter()
+                .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable() }))
+                .collect()
+        })
+        .unwrap_or_default();
+    body["schema"] = Value::Array(schema);
+    body["versions"] = table.versions.iter().map(version).collect();
+    Ok(Json(body))
+}
+
+fn summary(table: &Table) -> Value {
+    let current = table.current();
+    json!({
+        "name": table.name,
+        "current_version": current.map(|v| v.version),
+        "row_count": current.map(|v| v.row_count),
+        "created_at_ms": table.created_at_ms,
+        "metadata": table.metadata,
+    })
+}
+
+fn version(v: &TableVersion) -> Value {
+    json!({
+        "version": v.version,
+        "mode": v.mode,
+        "row_count": v.row_count,
+        "committed_at_ms": v.committed_at_ms,
+        "fencing_token": v.fencing_token,
+        "files": v.files.iter().map(|f| json!({
+            "bucket": f.object.bucket,
+            "key": f.object.key,
+            "size_bytes": f.size_bytes,
+            "row_count": f.row_count,
+        })).collect::<Vec<_>>(),
+    })
+}

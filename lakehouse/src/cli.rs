@@ -1,0 +1,211 @@
+//! Command-line parsing and the client subcommands' presentation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lakehouse_common::Config;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Parser)]
+#[command(name = "lakehouse", version, about = "A lakehouse: SQL over Flight SQL, ingest with metadata, on object storage")]
+pub struct Cli {
+    /// Config file (default: ./lakehouse.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything in one process: catalog, scheduler, executor, Flight SQL and HTTP.
+    Up(UpArgs),
+    /// Load a CSV, JSON Lines or Parquet file into a table through a running server.
+    Ingest(IngestArgs),
+    /// Run a SQL query through Flight SQL and print the result.
+    Sql(SqlArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Root of local state (overrides node.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API address (overrides gateway.http_addr).
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<std::net::SocketAddr>,
+    /// Flight SQL address (overrides flight_sql.addr).
+    #[arg(long, value_name = "ADDR")]
+    flight_sql_addr: Option<std::net::SocketAddr>,
+    /// When ready, write the bound addresses here as JSON (for port 0).
+    #[arg(long, value_name = "PATH")]
+    listen_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// The file to load.
+    file: PathBuf,
+    /// Target table (lowercase letters, digits, `_`).
+    #[arg(long)]
+    table: String,
+    /// Who owns the data.
+    #[arg(long)]
+    owner: Option<String>,
+    /// public, internal, confidential or restricted.
+    #[arg(long)]
+    sensitivity: Option<String>,
+    /// Where the data came from, e.g. `ats-export -> ingest`.
+    #[arg(long)]
+    lineage: Option<String>,
+    /// How stale the data may get, e.g. 24h.
+    #[arg(long)]
+    freshness_sla: Option<String>,
+    /// What the data is.
+    #[arg(long)]
+    description: Option<String>,
+    /// Comma-separated tags.
+    #[arg(long)]
+    tags: Option<String>,
+    /// csv, json or parquet (default: from the extension).
+    #[arg(long)]
+    format: Option<String>,
+    /// For an existing table: append or replace.
+    #[arg(long)]
+    mode: Option<String>,
+    /// HTTP address of the server.
+    #[arg(long, env = "LAKEHOUSE_SERVER", default_value = "http://127.0.0.1:3100")]
+    server: String,
+}
+
+#[derive(Debug, Args)]
+struct SqlArgs {
+    /// The query.
+    query: String,
+    /// Flight SQL address of the server.
+    #[arg(long, env = "LAKEHOUSE_FLIGHT_SQL", default_value = "grpc://127.0.0.1:3101")]
+    server: String,
+}
+
+pub async fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.command {
+        Command::Up(args) => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            if let Some(dir) = args.data_dir {
+                config.node.data_dir = dir;
+            }
+            if let Some(addr) = args.http_addr {
+                config.gateway.http_addr = addr;
+            }
+            if let Some(addr) = args.flight_sql_addr {
+                config.flight_sql.addr = addr;
+            }
+            config.validate()?;
+            crate::up::run(config, args.listen_file).await
+        }
+        Command::Ingest(args) => ingest(args).await,
+        Command::Sql(args) => sql(args).await,
+    }
+}
+
+async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
+    let flags = [
+        ("owner", "--owner", &args.owner),
+        ("sensitivity", "--sensitivity", &args.sensitivity),
+        ("lineage", "--lineage", &args.lineage),
+        ("freshness_sla", "--freshness-sla", &args.freshness_sla),
+        ("description", "--description", &args.description),
+        ("tags", "--tags", &args.tags),
+    ];
+    // A new table needs all six; appending or replacing keeps the recorded metadata.
+    if args.mode.is_none() {
+        let missing: Vec<&str> = flags
+            .iter()
+            .filter(|(_, _, v)| v.as_deref().is_none_or(|s| s.trim().is_empty()))
+            .map(|(_, flag, _)| *flag)
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "missing metadata for table `{}`: {} (every table records owner, sensitivity, lineage, freshness SLA, description and tags); nothing was written",
+                args.table,
+                missing.join(", ")
+            )
+            .into());
+        }
+    }
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?
+        .len();
+    let mut params: Vec<(&str, String)> = flags
+        .iter()
+        .filter_map(|(name, _, v)| v.clone().map(|v| (*name, v)))
+        .collect();
+    params.push(("filename", file_name(&args.file)));
+    if let Some(format) = args.format {
+        params.push(("format", format));
+    }
+    if let Some(mode) = args.mode {
+        params.push(("mode", mode));
+    }
+
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("uploading {}", file_name(&args.file)));
+    let progress = bar.clone();
+    let started = Instant::now();
+    let client = lakehouse_gateway::client::GatewayClient::new(&args.server);
+    let result = client
+        .ingest(
+            &args.file,
+            &args.table,
+            &params,
+            Arc::new(move |n| {
+                progress.inc(n);
+                if progress.position() >= progress.length().unwrap_or(u64::MAX) {
+                    progress.set_message("reading, writing Parquet, committing");
+                }
+            }),
+        )
+        .await;
+    bar.finish_and_clear();
+    let summary = result?;
+    println!("{}", summary_line(&summary, started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+fn summary_line(summary: &serde_json::Value, seconds: f64) -> String {
+    let columns = summary["columns"].as_array().cloned().unwrap_or_default();
+    let types: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", c["name"].as_str().unwrap_or("?"), c["type"].as_str().unwrap_or("?")))
+        .collect();
+    format!(
+        "ingested {} rows, {} columns into {} version {} ({}) in {seconds:.2} s; types: {}",
+        summary["rows"],
+        columns.len(),
+        summary["table"].as_str().unwrap_or("?"),
+        summary["version"],
+        summary["mode"].as_str().unwrap_or("?"),
+        types.join(", ")
+    )
+}
+
+async fn sql(args: SqlArgs) -> Result<(), BoxError> {
+    let batches = lakehouse_flight_sql::client::query(&args.server, &args.query).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,26 @@
+//! The `lakehouse` binary: parses the command line and wires roles. Logic lives
+//! in the role crates.
+
+mod cli;
+mod up;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LAKEHOUSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ballista=warn,datafusion=warn,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The Lakehouse scheduler role and the client side of distributed queries.
+//!
+//! [`start`] runs Ballista 54.1's scheduler with push-staged scheduling,
+//! served by tonic with TCP_NODELAY on our own listener (port 0 works), with
+//! a job counter and a job timeout installed. [`remote_context`] gives a
+//! `SessionContext` whose queries run as jobs on it, reusing connections.
+
+mod client;
+mod error;
+mod metrics;
+mod server;
+
+pub use client::{
+    ballista_session_config, cancel_remote_job, remote_context, remote_context_with_pool,
+    ConnectionPool, RemoteQueryExec,
+};
+pub use error::{Error, Result};
+pub use metrics::JobCounts;
+pub use server::{start, SchedulerHandle, SchedulerOptions};

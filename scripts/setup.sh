@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs what building and testing Lakehouse needs on a Debian 12 machine:
+#   - Debian packages: protoc (protobuf-compiler, libprotobuf-dev), the mold linker, curl
+#   - a Python venv with the client libraries of tests/python/requirements.txt
+# Idempotent: a second run installs nothing and takes about a second.
+#
+# Environment:
+#   LAKEHOUSE_VENV    where the venv lives (default: $HOME/.cache/lakehouse-venv)
+#   LAKEHOUSE_PYTHON  the Python that creates it (default: python3)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LAKEHOUSE_VENV:-$HOME/.cache/lakehouse-venv}"
+PYTHON="${LAKEHOUSE_PYTHON:-python3}"
+REQUIREMENTS="$ROOT/tests/python/requirements.txt"
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO=(sudo); else die "run as root (or install sudo): apt-get is needed"; fi
+fi
+
+# --- Debian packages --------------------------------------------------------------
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev mold curl)
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    APT_PACKAGES+=(python3-venv)
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$pkg")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update
+    "${SUDO[@]}" apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+else
+    log "Debian packages present: ${APT_PACKAGES[*]}"
+fi
+command -v protoc >/dev/null || die "protoc not found after installing protobuf-compiler"
+command -v mold >/dev/null || die "mold not found after installing mold"
+
+# --- Rust toolchain (comes with the machine; rustup cannot download here) ----------
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup) first"
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            log "adding rustup component $component"
+            rustup component add "$component" || die "cannot add rustup component $component"
+        else
+            die "cargo $component is missing and there is no rustup to add it"
+        fi
+    fi
+done
+
+# --- Python venv with the client libraries -----------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    log "creating venv $VENV with $("$PYTHON" --version 2>&1)"
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+stamp="$VENV/.lakehouse-requirements.sha256"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
+    || ! "$VENV/bin/python" -c 'import pyarrow, adbc_driver_manager, adbc_driver_flightsql, duckdb, pytest, pytest_timeout, requests' >/dev/null 2>&1; then
+    log "installing Python client libraries into $VENV"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQUIREMENTS"
+    echo "$want" >"$stamp"
+else
+    log "venv up to date: $VENV"
+fi
+
+log "ready: $(protoc --version), mold $(mold --version | awk '{print $2}'), $(cargo --version)"
+log "python libs: $("$VENV/bin/python" -m pip freeze --disable-pip-version-check 2>/dev/null \
+    | grep -iE '^(pyarrow|adbc-driver-manager|adbc-driver-flightsql|duckdb|pytest|pytest-timeout|requests)==' | tr '\n' ' ')"
