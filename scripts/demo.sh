@@ -56,7 +56,7 @@ cleanup() {
     fi
     stop_server
     if [ "$rc" != 0 ] && [ -f "$LOG" ]; then
-        echo "demo: failed; last lines of the server log ($LOG):" >&2
+        echo "demo: failed; kept $WORK. Last lines of the server log ($LOG):" >&2
         tail -n 40 "$LOG" >&2 || true
     else
         rm -rf "$WORK"
@@ -94,9 +94,8 @@ echo "==> ready: HTTP $LAKEHOUSE_SERVER, Flight SQL $LAKEHOUSE_FLIGHT_SQL"
 bash examples/demo.sh
 
 echo
-echo "==> GET $LAKEHOUSE_SERVER/v1/tables/candidates"
-curl -fsS "$LAKEHOUSE_SERVER/v1/tables/candidates"
-echo
+echo "==> GET $LAKEHOUSE_SERVER/v1/tables/candidates (metadata, schema, versions)"
+curl -fsS "$LAKEHOUSE_SERVER/v1/tables/candidates" | "${LAKEHOUSE_VENV:-$HOME/.cache/lakehouse-venv}/bin/python" -m json.tool
 
 if [ "$KEEP_RUNNING" = 1 ]; then
     cat <<EOF

@@ -144,9 +144,9 @@ impl Error {
             }
             Error::TableExists { .. } => ErrorKind::AlreadyExists,
             Error::TableNotFound { .. } => ErrorKind::NotFound,
-            Error::SchemaMismatch { .. } | Error::MissingMetadata { .. } | Error::InvalidRequest(_) => {
-                ErrorKind::InvalidInput
-            }
+            Error::SchemaMismatch { .. }
+            | Error::MissingMetadata { .. }
+            | Error::InvalidRequest(_) => ErrorKind::InvalidInput,
             Error::Common(e) => e.kind(),
             Error::ManifestNotWritten { .. }
             | Error::LocalStore { .. }

@@ -49,7 +49,11 @@ impl Protected {
 }
 
 /// Deletes unreferenced objects under `tables/`; returns how many.
-pub(crate) async fn collect_garbage(bucket: &Bucket, shared: &Shared, clock: &dyn Clock) -> Result<usize> {
+pub(crate) async fn collect_garbage(
+    bucket: &Bucket,
+    shared: &Shared,
+    clock: &dyn Clock,
+) -> Result<usize> {
     let objects: Vec<_> = bucket
         .store()
         .list(Some(&Path::from(TABLES_DIR)))

@@ -1,5 +1,29 @@
 //! The replicated catalog: tables, versions, metadata and writer leases, kept in
 //! an openraft state machine with a durable local log and mirrored to the bucket
 //! as versioned Parquet manifests (the bucket is the source of truth, ADR-001/002).
+//!
+//! - [`Catalog`]: the API (leases, commits, reads, garbage collection).
+//! - [`model`]: what is recorded. [`Request`] / [`Response`]: what goes through the log.
+//! - [`manifest`]: the manifest format in the bucket.
 
+mod catalog;
+#[cfg(test)]
+mod catalog_tests;
+mod error;
+mod gc;
+pub mod manifest;
 pub mod model;
+mod network;
+mod request;
+mod state;
+mod store;
+
+pub use catalog::{Catalog, CatalogMetrics};
+pub use error::{Error, Refusal, Result};
+pub use model::{
+    CatalogState, DataFile, Lease, Sensitivity, Table, TableCommit, TableMetadata, TableVersion,
+    WriteMode,
+};
+pub use network::{NetworkFactory, PeerClient};
+pub use request::{NodeId, Request, Response, TypeConfig};
+pub use store::{LogStore, SnapshotBuilder, StateMachineStore};

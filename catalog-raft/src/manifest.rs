@@ -72,7 +72,9 @@ pub fn encode(state: &CatalogState) -> Result<Bytes> {
         key: key.clone(),
         reason,
     };
-    let json = |value: Result<String, serde_json::Error>| value.map_err(|e| fail(format!("encoding: {e}")));
+    let json = |value: Result<String, serde_json::Error>| {
+        value.map_err(|e| fail(format!("encoding: {e}")))
+    };
 
     let mut entity = Vec::new();
     let mut name = Vec::new();
@@ -115,16 +117,20 @@ pub fn encode(state: &CatalogState) -> Result<Bytes> {
         Arc::new(UInt64Array::from(version)),
         Arc::new(StringArray::from(body)),
     ];
-    let batch = RecordBatch::try_new(manifest_schema(), columns).map_err(|e| fail(e.to_string()))?;
+    let batch =
+        RecordBatch::try_new(manifest_schema(), columns).map_err(|e| fail(e.to_string()))?;
     let properties = WriterProperties::builder()
         .set_key_value_metadata(Some(vec![
             KeyValue::new(KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
-            KeyValue::new(KEY_CATALOG_VERSION.to_string(), state.catalog_version.to_string()),
+            KeyValue::new(
+                KEY_CATALOG_VERSION.to_string(),
+                state.catalog_version.to_string(),
+            ),
         ]))
         .build();
     let mut buffer = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, manifest_schema(), Some(properties)).map_err(|e| fail(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, manifest_schema(), Some(properties))
+        .map_err(|e| fail(e.to_string()))?;
     writer.write(&batch).map_err(|e| fail(e.to_string()))?;
     writer.close().map_err(|e| fail(e.to_string()))?;
     Ok(Bytes::from(buffer))
@@ -142,7 +148,11 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kvs| kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect())
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     match kv.get(KEY_FORMAT_VERSION) {
         Some(Some(v)) if v == FORMAT_VERSION => {}
@@ -157,7 +167,11 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
         Some(Some(v)) => v
             .parse()
             .map_err(|_| fail(format!("{KEY_CATALOG_VERSION} {v:?} is not a number")))?,
-        Some(None) | None => return Err(fail(format!("no {KEY_CATALOG_VERSION} in the file metadata"))),
+        Some(None) | None => {
+            return Err(fail(format!(
+                "no {KEY_CATALOG_VERSION} in the file metadata"
+            )))
+        }
     };
     let reader = builder.build().map_err(|e| fail(e.to_string()))?;
 
@@ -176,7 +190,10 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
                 .ok_or_else(|| fail(format!("column `{column}` is not utf8")))
         };
         if batch.num_columns() != 4 {
-            return Err(fail(format!("{} columns instead of 4", batch.num_columns())));
+            return Err(fail(format!(
+                "{} columns instead of 4",
+                batch.num_columns()
+            )));
         }
         let entity = strings(0, "entity")?;
         let name = strings(1, "name")?;
@@ -198,7 +215,8 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
             };
             match entity.value(row) {
                 ENTITY_TABLE => {
-                    let mut record: serde_json::Value = serde_json::from_str(body_text).map_err(bad)?;
+                    let mut record: serde_json::Value =
+                        serde_json::from_str(body_text).map_err(bad)?;
                     if let Some(map) = record.as_object_mut() {
                         map.insert("versions".to_string(), serde_json::Value::Array(Vec::new()));
                     }
@@ -230,9 +248,12 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
         }
     }
     for (name, version) in versions {
-        let table = tables
-            .get_mut(&name)
-            .ok_or_else(|| fail(format!("version {} of table `{name}` has no table row", version.version)))?;
+        let table = tables.get_mut(&name).ok_or_else(|| {
+            fail(format!(
+                "version {} of table `{name}` has no table row",
+                version.version
+            ))
+        })?;
         table.versions.push(version);
     }
     for table in tables.values_mut() {
@@ -352,21 +373,24 @@ mod tests {
     }
 
     fn schema() -> impl Strategy<Value = Schema> {
-        prop::collection::btree_map("[a-z][a-z0-9_]{0,6}", (data_type(), any::<bool>()), 1..5).prop_map(|cols| {
-            Schema::new(
-                cols.into_iter()
-                    .map(|(name, (t, nullable))| Field::new(name, t, nullable))
-                    .collect::<Vec<_>>(),
-            )
-        })
+        prop::collection::btree_map("[a-z][a-z0-9_]{0,6}", (data_type(), any::<bool>()), 1..5)
+            .prop_map(|cols| {
+                Schema::new(
+                    cols.into_iter()
+                        .map(|(name, (t, nullable))| Field::new(name, t, nullable))
+                        .collect::<Vec<_>>(),
+                )
+            })
     }
 
     fn data_file() -> impl Strategy<Value = DataFile> {
-        ("[a-z0-9/_.-]{1,30}", any::<u64>(), any::<u64>()).prop_map(|(key, size_bytes, row_count)| DataFile {
-            object: ObjectRef::primary(format!("tables/{key}")),
-            size_bytes,
-            row_count,
-        })
+        ("[a-z0-9/_.-]{1,30}", any::<u64>(), any::<u64>()).prop_map(
+            |(key, size_bytes, row_count)| DataFile {
+                object: ObjectRef::primary(format!("tables/{key}")),
+                size_bytes,
+                row_count,
+            },
+        )
     }
 
     fn metadata() -> impl Strategy<Value = TableMetadata> {
@@ -385,7 +409,15 @@ mod tests {
             any::<bool>(),
         )
             .prop_map(
-                |(owner, sensitivity, lineage, freshness_sla, description, tags, metadata_incomplete)| TableMetadata {
+                |(
+                    owner,
+                    sensitivity,
+                    lineage,
+                    freshness_sla,
+                    description,
+                    tags,
+                    metadata_incomplete,
+                )| TableMetadata {
                     owner,
                     sensitivity,
                     lineage,
@@ -403,64 +435,80 @@ mod tests {
             prop::collection::vec(data_file(), 0..4),
             any::<u64>(),
             any::<i64>(),
-            prop_oneof![Just(WriteMode::Create), Just(WriteMode::Append), Just(WriteMode::Replace)],
+            prop_oneof![
+                Just(WriteMode::Create),
+                Just(WriteMode::Append),
+                Just(WriteMode::Replace)
+            ],
             any::<u64>(),
         )
-            .prop_map(|(schema, files, row_count, committed_at_ms, mode, fencing_token)| TableVersion {
-                version: 0,
-                schema,
-                files,
-                row_count,
-                committed_at_ms,
-                mode,
-                fencing_token,
-            })
+            .prop_map(
+                |(schema, files, row_count, committed_at_ms, mode, fencing_token)| TableVersion {
+                    version: 0,
+                    schema,
+                    files,
+                    row_count,
+                    committed_at_ms,
+                    mode,
+                    fencing_token,
+                },
+            )
     }
 
     fn state() -> impl Strategy<Value = CatalogState> {
-        let table = (metadata(), any::<i64>(), prop::collection::vec(version(), 1..4));
+        let table = (
+            metadata(),
+            any::<i64>(),
+            prop::collection::vec(version(), 1..4),
+        );
         (
             prop::collection::btree_map("[a-z_][a-z0-9_]{0,10}", table, 0..4),
-            prop::collection::btree_map("[a-z_][a-z0-9_]{0,10}", ("\\PC{1,10}", any::<u64>(), any::<i64>()), 0..3),
+            prop::collection::btree_map(
+                "[a-z_][a-z0-9_]{0,10}",
+                ("\\PC{1,10}", any::<u64>(), any::<i64>()),
+                0..3,
+            ),
             any::<u64>(),
             any::<u64>(),
         )
-            .prop_map(|(tables, leases, last_token, catalog_version)| CatalogState {
-                tables: tables
-                    .into_iter()
-                    .map(|(name, (metadata, created_at_ms, versions))| {
-                        let versions = versions
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, v)| TableVersion {
-                                version: i as u64 + 1,
-                                ..v
-                            })
-                            .collect();
-                        let table = Table {
-                            name: name.clone(),
-                            metadata,
-                            created_at_ms,
-                            versions,
-                        };
-                        (name, table)
-                    })
-                    .collect(),
-                leases: leases
-                    .into_iter()
-                    .map(|(table, (holder, token, expires_at_ms))| {
-                        let lease = Lease {
-                            table: table.clone(),
-                            holder,
-                            token,
-                            expires_at_ms,
-                        };
-                        (table, lease)
-                    })
-                    .collect(),
-                last_token,
-                catalog_version,
-            })
+            .prop_map(
+                |(tables, leases, last_token, catalog_version)| CatalogState {
+                    tables: tables
+                        .into_iter()
+                        .map(|(name, (metadata, created_at_ms, versions))| {
+                            let versions = versions
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, v)| TableVersion {
+                                    version: i as u64 + 1,
+                                    ..v
+                                })
+                                .collect();
+                            let table = Table {
+                                name: name.clone(),
+                                metadata,
+                                created_at_ms,
+                                versions,
+                            };
+                            (name, table)
+                        })
+                        .collect(),
+                    leases: leases
+                        .into_iter()
+                        .map(|(table, (holder, token, expires_at_ms))| {
+                            let lease = Lease {
+                                table: table.clone(),
+                                holder,
+                                token,
+                                expires_at_ms,
+                            };
+                            (table, lease)
+                        })
+                        .collect(),
+                    last_token,
+                    catalog_version,
+                },
+            )
     }
 
     proptest! {
@@ -481,23 +529,35 @@ mod tests {
         };
         let bytes = encode(&state).unwrap();
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
-        let kv = builder.metadata().file_metadata().key_value_metadata().unwrap();
+        let kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap();
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         assert_eq!(get(KEY_FORMAT_VERSION).as_deref(), Some("1"));
         assert_eq!(get(KEY_CATALOG_VERSION).as_deref(), Some("42"));
-        assert_eq!(manifest_key(42), "_catalog/manifests/00000000000000000042.parquet");
+        assert_eq!(
+            manifest_key(42),
+            "_catalog/manifests/00000000000000000042.parquet"
+        );
     }
 
     #[test]
     fn garbage_is_an_error_naming_the_key() {
-        let err = decode("_catalog/manifests/x.parquet", Bytes::from_static(b"not parquet")).unwrap_err();
+        let err = decode(
+            "_catalog/manifests/x.parquet",
+            Bytes::from_static(b"not parquet"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("x.parquet"), "{err}");
     }
 
     #[tokio::test]
     async fn newest_readable_manifest_wins_and_prune_keeps_newest() {
         let dir = tempfile::tempdir().unwrap();
-        let bucket = Bucket::open("primary", dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let bucket =
+            Bucket::open("primary", dir.path().to_str().unwrap(), &Default::default()).unwrap();
         assert!(read_latest(&bucket).await.unwrap().is_none());
         for v in 1..=4 {
             let state = CatalogState {
@@ -510,7 +570,10 @@ mod tests {
         // A torn or foreign file at the newest key is skipped.
         bucket
             .store()
-            .put(&Path::from(manifest_key(5)), PutPayload::from_static(b"torn"))
+            .put(
+                &Path::from(manifest_key(5)),
+                PutPayload::from_static(b"torn"),
+            )
             .await
             .unwrap();
         let latest = read_latest(&bucket).await.unwrap().unwrap();
@@ -518,10 +581,19 @@ mod tests {
         assert_eq!(latest.last_token, 40);
 
         assert_eq!(prune(&bucket, 2).await.unwrap(), 3);
-        let left: Vec<u64> = list(&bucket).await.unwrap().into_iter().map(|(v, _)| v).collect();
+        let left: Vec<u64> = list(&bucket)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
         assert_eq!(left, vec![4, 5]);
 
-        bucket.store().delete(&Path::from(manifest_key(4))).await.unwrap();
+        bucket
+            .store()
+            .delete(&Path::from(manifest_key(4)))
+            .await
+            .unwrap();
         let err = read_latest(&bucket).await.unwrap_err();
         assert!(err.to_string().contains("refusing"), "{err}");
     }

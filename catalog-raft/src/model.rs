@@ -88,7 +88,9 @@ impl FromStr for WriteMode {
             "create" => Ok(Self::Create),
             "append" => Ok(Self::Append),
             "replace" => Ok(Self::Replace),
-            other => Err(format!("mode {other:?} is not one of create, append, replace")),
+            other => Err(format!(
+                "mode {other:?} is not one of create, append, replace"
+            )),
         }
     }
 }

@@ -194,21 +194,18 @@ fn commit_version(
             };
             let (number, schema, files) = match (mode, table.current()) {
                 (WriteMode::Append, Some(previous)) => {
-                    let schema = append_schema(&previous.schema, &schema).map_err(|differences| {
-                        Refusal::SchemaMismatch {
-                            table: name.clone(),
-                            differences,
-                        }
-                    })?;
+                    let schema =
+                        append_schema(&previous.schema, &schema).map_err(|differences| {
+                            Refusal::SchemaMismatch {
+                                table: name.clone(),
+                                differences,
+                            }
+                        })?;
                     let mut files = previous.files.clone();
                     files.extend(new_files);
                     (previous.version + 1, schema, files)
                 }
-                (_, previous) => (
-                    previous.map_or(1, |p| p.version + 1),
-                    schema,
-                    new_files,
-                ),
+                (_, previous) => (previous.map_or(1, |p| p.version + 1), schema, new_files),
             };
             let version = new_version(number, schema, files, mode, token, now_ms);
             if let Some(metadata) = metadata {
@@ -241,7 +238,12 @@ fn new_version(
     }
 }
 
-fn drop_table(state: &mut CatalogState, table: &str, token: u64, now_ms: i64) -> Result<Response, Refusal> {
+fn drop_table(
+    state: &mut CatalogState,
+    table: &str,
+    token: u64,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
     check_lease(state, table, token, now_ms)?;
     if state.tables.remove(table).is_none() {
         return Err(Refusal::TableNotFound {
@@ -266,7 +268,10 @@ fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
                 n.data_type()
             )),
             Ok(_) => {}
-            Err(_) => differences.push(format!("column `{}` is missing from the new data", field.name())),
+            Err(_) => differences.push(format!(
+                "column `{}` is missing from the new data",
+                field.name()
+            )),
         }
     }
     for field in new.fields() {
@@ -278,7 +283,9 @@ fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
             ));
         }
     }
-    let names = |s: &Schema| s.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>();
+    fn names(s: &Schema) -> Vec<&str> {
+        s.fields().iter().map(|f| f.name().as_str()).collect()
+    }
     if differences.is_empty() && names(table) != names(new) {
         differences.push(format!(
             "the columns are in a different order: table ({}), new data ({})",
@@ -293,7 +300,11 @@ fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
         .fields()
         .iter()
         .zip(new.fields())
-        .map(|(t, n)| t.as_ref().clone().with_nullable(t.is_nullable() || n.is_nullable()))
+        .map(|(t, n)| {
+            t.as_ref()
+                .clone()
+                .with_nullable(t.is_nullable() || n.is_nullable())
+        })
         .collect();
     Ok(Schema::new_with_metadata(fields, table.metadata().clone()))
 }
@@ -385,7 +396,9 @@ mod tests {
             })
         );
         assert_eq!(state, before, "a refused request changes nothing");
-        assert!(matches!(apply(&mut state, create(b.token, 1_600)), Response::Version(v) if v.version == 1));
+        assert!(
+            matches!(apply(&mut state, create(b.token, 1_600)), Response::Version(v) if v.version == 1)
+        );
     }
 
     #[test]
@@ -395,7 +408,10 @@ mod tests {
         let refused = apply(&mut state, create(a.token, 1_000));
         assert!(matches!(
             refused,
-            Response::Refused(Refusal::LeaseExpired { expired_ms_ago: 0, .. })
+            Response::Refused(Refusal::LeaseExpired {
+                expired_ms_ago: 0,
+                ..
+            })
         ));
         let renew = Request::RenewLease {
             table: "t".into(),
@@ -403,7 +419,10 @@ mod tests {
             ttl_ms: 1_000,
             now_ms: 2_000,
         };
-        assert!(matches!(apply(&mut state, renew), Response::Refused(Refusal::LeaseExpired { .. })));
+        assert!(matches!(
+            apply(&mut state, renew),
+            Response::Refused(Refusal::LeaseExpired { .. })
+        ));
     }
 
     #[test]
@@ -412,7 +431,9 @@ mod tests {
         let a = lease_of(acquire(&mut state, "a", 0));
         match acquire(&mut state, "b", 400) {
             Response::Refused(Refusal::LeaseHeld {
-                holder, expires_in_ms, ..
+                holder,
+                expires_in_ms,
+                ..
             }) => {
                 assert_eq!(holder, "a");
                 assert_eq!(expires_in_ms, 600);
@@ -447,8 +468,10 @@ mod tests {
             },
             now_ms: 2,
         };
-        let Response::Version(v2) = apply(&mut state, commit(WriteMode::Append, schema(), "tables/t/b.parquet"))
-        else {
+        let Response::Version(v2) = apply(
+            &mut state,
+            commit(WriteMode::Append, schema(), "tables/t/b.parquet"),
+        ) else {
             panic!()
         };
         assert_eq!((v2.version, v2.files.len(), v2.row_count), (2, 2, 5));
@@ -457,21 +480,36 @@ mod tests {
             Field::new("id", DataType::Utf8, true),
             Field::new("email", DataType::Utf8, true),
         ]);
-        match apply(&mut state, commit(WriteMode::Append, other.clone(), "tables/t/c.parquet")) {
+        match apply(
+            &mut state,
+            commit(WriteMode::Append, other.clone(), "tables/t/c.parquet"),
+        ) {
             Response::Refused(Refusal::SchemaMismatch { differences, .. }) => {
-                assert!(differences.contains("column `id` is Int64 in the table but Utf8"), "{differences}");
+                assert!(
+                    differences.contains("column `id` is Int64 in the table but Utf8"),
+                    "{differences}"
+                );
                 assert!(differences.contains("`name` is missing"), "{differences}");
-                assert!(differences.contains("`email` (Utf8) is not in the table"), "{differences}");
+                assert!(
+                    differences.contains("`email` (Utf8) is not in the table"),
+                    "{differences}"
+                );
             }
             other => panic!("{other:?}"),
         }
-        let Response::Version(v3) = apply(&mut state, commit(WriteMode::Replace, other, "tables/t/d.parquet"))
-        else {
+        let Response::Version(v3) = apply(
+            &mut state,
+            commit(WriteMode::Replace, other, "tables/t/d.parquet"),
+        ) else {
             panic!()
         };
         assert_eq!((v3.version, v3.files.len(), v3.row_count), (3, 1, 2));
         assert_eq!(state.tables["t"].versions.len(), 3);
-        assert_eq!(state.tables["t"].metadata, metadata(), "metadata kept when not given");
+        assert_eq!(
+            state.tables["t"].metadata,
+            metadata(),
+            "metadata kept when not given"
+        );
     }
 
     #[test]
@@ -519,6 +557,8 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("id", DataType::Int64, false),
         ]);
-        assert!(append_schema(&table, &reordered).unwrap_err().contains("different order"));
+        assert!(append_schema(&table, &reordered)
+            .unwrap_err()
+            .contains("different order"));
     }
 }

@@ -6,15 +6,15 @@
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
-    SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
@@ -47,8 +47,9 @@ type StorageResult<T> = Result<T, StorageError<NodeId>>;
 /// Failures inside one redb access, mapped to openraft's error subjects at the trait boundary.
 #[derive(Debug, thiserror::Error)]
 enum DbError {
+    // Boxed: redb's error is large and these results are returned on every access.
     #[error(transparent)]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error("encoding: {0}")]
     Codec(#[from] serde_json::Error),
     #[error("background write task failed: {0}")]
@@ -61,12 +62,13 @@ macro_rules! redb_from {
     ($($t:ty),*) => {$(
         impl From<$t> for DbError {
             fn from(e: $t) -> Self {
-                DbError::Redb(e.into())
+                DbError::Redb(Box::new(e.into()))
             }
         }
     )*};
 }
 redb_from!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -140,7 +142,9 @@ fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>,
     let txn = db.begin_read()?;
     let table = txn.open_table(META)?;
     let value = table.get(key)?;
-    Ok(value.map(|v| serde_json::from_slice(v.value())).transpose()?)
+    Ok(value
+        .map(|v| serde_json::from_slice(v.value()))
+        .transpose()?)
 }
 
 /// Runs a write transaction off the async threads (its fsync blocks).
@@ -159,7 +163,12 @@ where
     .await?
 }
 
-async fn put_meta<T: Serialize>(db: &Arc<Database>, key: &'static str, value: &T, durability: Durability) -> Result<(), DbError> {
+async fn put_meta<T: Serialize>(
+    db: &Arc<Database>,
+    key: &'static str,
+    value: &T,
+    durability: Durability,
+) -> Result<(), DbError> {
     let bytes = serde_json::to_vec(value)?;
     write_txn(db, durability, move |txn| {
         txn.open_table(META)?.insert(key, bytes.as_slice())?;
@@ -195,7 +204,9 @@ impl LogStore {
         let table = txn.open_table(LOGS)?;
         let last = table.last()?;
         Ok(match last {
-            Some((_, value)) => Some(serde_json::from_slice::<Entry<TypeConfig>>(value.value())?.log_id),
+            Some((_, value)) => {
+                Some(serde_json::from_slice::<Entry<TypeConfig>>(value.value())?.log_id)
+            }
             None => None,
         })
     }
@@ -284,7 +295,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         tracing::debug!(since = %log_id, "truncating the catalog log");
         write_txn(&self.db, Durability::Immediate, move |txn| {
-            txn.open_table(LOGS)?.retain_in(log_id.index.., |_, _| false)?;
+            txn.open_table(LOGS)?
+                .retain_in(log_id.index.., |_, _| false)?;
             Ok(())
         })
         .await
@@ -293,11 +305,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         tracing::debug!(upto = %log_id, "purging the catalog log");
-        let purged = serde_json::to_vec(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        let purged = serde_json::to_vec(&log_id)
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         // One transaction: the last-purged id and the deletion land together.
         write_txn(&self.db, Durability::Immediate, move |txn| {
-            txn.open_table(META)?.insert(KEY_LAST_PURGED, purged.as_slice())?;
-            txn.open_table(LOGS)?.retain_in(..=log_id.index, |_, _| false)?;
+            txn.open_table(META)?
+                .insert(KEY_LAST_PURGED, purged.as_slice())?;
+            txn.open_table(LOGS)?
+                .retain_in(..=log_id.index, |_, _| false)?;
             Ok(())
         })
         .await
@@ -369,10 +384,11 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// Loads the persisted snapshot, if any; openraft then re-applies the log after it.
     pub(crate) fn new(db: Arc<Database>) -> Result<Self, Error> {
-        let stored: Option<StoredSnapshot> = read_meta(&db, KEY_SNAPSHOT).map_err(|e| Error::LocalStore {
-            path: DB_FILE.to_string(),
-            reason: format!("reading the snapshot: {e}"),
-        })?;
+        let stored: Option<StoredSnapshot> =
+            read_meta(&db, KEY_SNAPSHOT).map_err(|e| Error::LocalStore {
+                path: DB_FILE.to_string(),
+                reason: format!("reading the snapshot: {e}"),
+            })?;
         let applied = match stored {
             Some(s) => decode_snapshot(&s.data).map_err(|e| Error::LocalStore {
                 path: DB_FILE.to_string(),
@@ -476,7 +492,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => Response::Done,
                     EntryPayload::Normal(request) => state::apply(&mut applied.catalog, request),
                     EntryPayload::Membership(membership) => {
-                        applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                        applied.last_membership =
+                            StoredMembership::new(Some(entry.log_id), membership);
                         Response::Done
                     }
                 };
@@ -506,8 +523,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let applied =
-            decode_snapshot(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
+        let applied = decode_snapshot(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
@@ -522,18 +539,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        let stored: Option<StoredSnapshot> =
-            read_meta(&self.db, KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
+        let stored: Option<StoredSnapshot> = read_meta(&self.db, KEY_SNAPSHOT)
+            .map_err(|e| StorageIOError::read_snapshot(None, any(e)))?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
     }
-}
-
-/// Where the redb file for a catalog directory lives.
-pub(crate) fn db_path(dir: &Path) -> PathBuf {
-    dir.join(DB_FILE)
 }
 
 #[cfg(test)]
@@ -551,14 +563,17 @@ mod tests {
             let db = open_database(dir.path())
                 .await
                 .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-            let sm = StateMachineStore::new(Arc::clone(&db)).map_err(|e| StorageIOError::read(AnyError::new(&e)))?;
+            let sm = StateMachineStore::new(Arc::clone(&db))
+                .map_err(|e| StorageIOError::read(AnyError::new(&e)))?;
             Ok((dir, LogStore::new(db), sm))
         }
     }
 
     /// openraft's own conformance suite for log stores and state machines.
     #[test]
-    fn openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
-        Suite::test_all(RedbBuilder)
+    fn openraft_storage_suite() {
+        if let Err(e) = Suite::test_all(RedbBuilder) {
+            panic!("openraft storage suite: {e}");
+        }
     }
 }

@@ -36,15 +36,13 @@ use ballista_core::serde::{
     BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
 };
 use ballista_core::utils::{
-    create_grpc_client_endpoint, create_grpc_server, default_config_producer,
-    GrpcClientConfig, GrpcServerConfig,
+    create_grpc_client_endpoint, create_grpc_server, default_config_producer, GrpcClientConfig,
+    GrpcServerConfig,
 };
 use ballista_core::ConfigProducer;
 use ballista_executor::execution_engine::DefaultExecutionEngine;
 use ballista_executor::executor::Executor;
-use ballista_executor::executor_process::{
-    structure_executor_metadata, ExecutorProcessConfig,
-};
+use ballista_executor::executor_process::{structure_executor_metadata, ExecutorProcessConfig};
 use ballista_executor::executor_server;
 use ballista_executor::flight_service::BallistaFlightService;
 use ballista_executor::metrics::LoggingMetricsCollector;
@@ -274,9 +272,11 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         let policy = Arc::clone(&pool_policy);
         Arc::new(move |config| policy(base(config)?, config))
     };
-    let runtime_cache: Arc<dyn SessionRuntimeCache> = Arc::new(
-        DefaultSessionRuntimeCache::new(base_producer, pool_policy, SESSION_RUNTIME_CACHE),
-    );
+    let runtime_cache: Arc<dyn SessionRuntimeCache> = Arc::new(DefaultSessionRuntimeCache::new(
+        base_producer,
+        pool_policy,
+        SESSION_RUNTIME_CACHE,
+    ));
     let engine = Arc::new(DefaultExecutionEngine::with_client_pool(Arc::new(
         pool::FlightClientPool::new(CLIENT_IDLE_TIMEOUT),
     )));
@@ -345,7 +345,10 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
                     && opts.grpc_port == 0
                     && attempt < GRPC_PORT_ATTEMPTS =>
             {
-                warn!(grpc_port, attempt, "picked executor gRPC port was taken; retrying");
+                warn!(
+                    grpc_port,
+                    attempt, "picked executor gRPC port was taken; retrying"
+                );
                 attempt += 1;
             }
             Err(source) => {
@@ -635,8 +638,8 @@ mod tests {
     #[test]
     fn no_memory_pool_keeps_the_base_env() {
         let base = Arc::new(RuntimeEnv::default());
-        let env = memory_pool_policy(None, 4).unwrap()(Arc::clone(&base), &SessionConfig::new())
-            .unwrap();
+        let env =
+            memory_pool_policy(None, 4).unwrap()(Arc::clone(&base), &SessionConfig::new()).unwrap();
         assert!(Arc::ptr_eq(&base, &env));
     }
 
@@ -655,7 +658,13 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert!(matches!(err, Error::InvalidOption { option: "advertise_host", .. }));
+        assert!(matches!(
+            err,
+            Error::InvalidOption {
+                option: "advertise_host",
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

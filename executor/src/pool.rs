@@ -20,10 +20,22 @@ type Idle = HashMap<Key, Vec<(BallistaClient, Instant)>>;
 
 /// Idle clients per (host, port, client config); the most recently returned
 /// one is handed out first.
-#[derive(Debug)]
 pub(crate) struct FlightClientPool {
     idle: Arc<Mutex<Idle>>,
     idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for FlightClientPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self
+            .idle
+            .lock()
+            .map_or(0, |idle| idle.values().map(Vec::len).sum());
+        f.debug_struct("FlightClientPool")
+            .field("idle", &idle)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
 }
 
 impl FlightClientPool {
@@ -70,7 +82,9 @@ impl BallistaClientPool for FlightClientPool {
         let key: Key = (host.to_owned(), port, config.clone());
         let cached = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.get_mut(&key).and_then(Vec::pop).map(|(client, _)| client)
+            idle.get_mut(&key)
+                .and_then(Vec::pop)
+                .map(|(client, _)| client)
         };
         let client = match cached {
             Some(client) => client,
@@ -94,9 +108,7 @@ impl BallistaClientPool for FlightClientPool {
             client,
             Box::new(move |client| {
                 let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-                idle.entry(key)
-                    .or_default()
-                    .push((client, Instant::now()));
+                idle.entry(key).or_default().push((client, Instant::now()));
             }),
         ))
     }

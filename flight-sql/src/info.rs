@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use arrow_flight::error::FlightError;
 use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
@@ -13,7 +14,7 @@ use arrow_flight::sql::{
 
 pub(crate) const SERVER_NAME: &str = "Lakehouse";
 
-pub(crate) static SQL_INFO: LazyLock<Result<SqlInfoData, arrow_schema::ArrowError>> =
+pub(crate) static SQL_INFO: LazyLock<Result<SqlInfoData, FlightError>> =
     LazyLock::new(|| {
         let mut b = SqlInfoDataBuilder::new();
         b.append(SqlInfo::FlightSqlServerName, SERVER_NAME);
@@ -63,7 +64,6 @@ pub(crate) static SQL_INFO: LazyLock<Result<SqlInfoData, arrow_schema::ArrowErro
             &["current_date", "current_time", "date_bin", "date_part", "date_trunc", "from_unixtime", "now", "to_timestamp"][..],
         );
         b.append(SqlInfo::SqlSearchStringEscape, "\\");
-        b.append(SqlInfo::SqlMaxIdentifierLength, 128i64);
         b.append(SqlInfo::SqlSupportsColumnAliasing, true);
         b.append(SqlInfo::SqlNullPlusNullIsNull, true);
         b.append(SqlInfo::SqlTransactionsSupported, false);
@@ -94,7 +94,7 @@ fn xdbc(name: &str, data_type: XdbcDataType, column_size: Option<i32>, prefix: O
     }
 }
 
-pub(crate) static XDBC_TYPES: LazyLock<Result<XdbcTypeInfoData, arrow_schema::ArrowError>> =
+pub(crate) static XDBC_TYPES: LazyLock<Result<XdbcTypeInfoData, FlightError>> =
     LazyLock::new(|| {
         let mut b = XdbcTypeInfoDataBuilder::new();
         b.append(xdbc("BOOLEAN", XdbcDataType::XdbcBit, Some(1), None));

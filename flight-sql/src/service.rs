@@ -111,7 +111,7 @@ fn encode(schema: SchemaRef, batches: FlightStream<RecordBatch>) -> Response<DoG
     Response::new(Box::pin(flight))
 }
 
-fn encode_batch(batch: Result<RecordBatch, arrow_schema::ArrowError>) -> Result<Response<DoGetStream>, Status> {
+fn encode_batch(batch: Result<RecordBatch, FlightError>) -> Result<Response<DoGetStream>, Status> {
     let batch = batch.map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
     let schema = batch.schema();
     Ok(encode(schema, Box::pin(stream::once(async { Ok(batch) }))))

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::GatewayState;
 
 /// Query parameters naming the six metadata fields (ADR-013), in the order errors list them.
-pub const METADATA_PARAMS: [&str; 6] = [
+pub(crate) const METADATA_PARAMS: [&str; 6] = [
     "owner",
     "sensitivity",
     "lineage",

@@ -10,6 +10,7 @@ use lakehouse_catalog_raft::model::{DataFile, Lease, TableCommit, TableMetadata,
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::names::validate_identifier;
 use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;

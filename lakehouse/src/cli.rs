@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
 }
 
 async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
+    lakehouse_common::names::validate_identifier("table name", &args.table)?;
     let flags = [
         ("owner", "--owner", &args.owner),
         ("sensitivity", "--sensitivity", &args.sensitivity),
@@ -143,7 +144,7 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
         .len();
     let mut params: Vec<(&str, String)> = flags
         .iter()
-        .filter_map(|(name, _, v)| v.clone().map(|v| (*name, v)))
+        .filter_map(|(name, _, v)| v.as_ref().map(|v| (*name, v.clone())))
         .collect();
     params.push(("filename", file_name(&args.file)));
     if let Some(format) = args.format {

@@ -1,10 +1,10 @@
 //! The `lakehouse` binary: parses the command line and wires roles. Logic lives
 //! in the role crates.
 
-mod cli;
-mod up;
+use std::io::IsTerminal;
 
 use clap::Parser;
+use lakehouse::cli;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ballista=warn,datafusion=warn,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,7 +18,55 @@ use tracing::info;
 
 use crate::cli::BoxError;
 
+/// Runs until Ctrl-C or SIGTERM, then stops every role cleanly.
 pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
+    let running = start(config).await?;
+    if let Some(path) = listen_file {
+        write_listen_file(&path, running.http_addr, running.flight_sql_addr, running.scheduler_addr())?;
+    }
+    eprintln!(
+        "lakehouse is up: HTTP http://{}  Flight SQL grpc://{}  (Ctrl-C to stop)",
+        running.http_addr, running.flight_sql_addr
+    );
+    shutdown_signal().await;
+    running.stop().await
+}
+
+/// Every role of `up`, running; tests start it with ports 0 and stop it by hand.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub flight_sql_addr: SocketAddr,
+    pub catalog: Catalog,
+    scheduler: lakehouse_scheduler::SchedulerHandle,
+    executor: lakehouse_executor::ExecutorHandle,
+    stop_tx: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn scheduler_addr(&self) -> SocketAddr {
+        self.scheduler.addr()
+    }
+
+    pub fn job_counts(&self) -> lakehouse_scheduler::JobCounts {
+        self.scheduler.job_counts()
+    }
+
+    pub async fn stop(self) -> Result<(), BoxError> {
+        info!("shutting down");
+        let _ = self.stop_tx.send(true);
+        for server in self.servers {
+            let _ = server.await;
+        }
+        self.executor.shutdown().await?;
+        self.scheduler.shutdown().await?;
+        self.catalog.shutdown().await?;
+        info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+pub async fn start(config: Config) -> Result<Running, BoxError> {
     let bucket = Bucket::open(PRIMARY_BUCKET, &config.primary_bucket_location(), &config.storage)?;
     let catalog = Catalog::open(&config.catalog, &config.catalog_dir(), bucket, Arc::new(SystemClock)).await?;
 
@@ -52,10 +100,10 @@ pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), Box
     let jobs = scheduler.job_counts_reader();
     let metrics = Metrics::new(|registry| {
         for (name, help, pick) in [
-            ("lakehouse_scheduler_jobs_submitted", "Jobs handed to the Ballista scheduler", (|c| c.submitted) as fn(lakehouse_scheduler::JobCounts) -> u64),
-            ("lakehouse_scheduler_jobs_completed", "Jobs that finished", |c| c.completed),
-            ("lakehouse_scheduler_jobs_failed", "Jobs that failed", |c| c.failed),
-            ("lakehouse_scheduler_jobs_cancelled", "Jobs cancelled by a client or the job timeout", |c| c.cancelled),
+            ("scheduler_jobs_submitted", "Jobs handed to the Ballista scheduler", (|c| c.submitted) as fn(lakehouse_scheduler::JobCounts) -> u64),
+            ("scheduler_jobs_completed", "Jobs that finished", |c| c.completed),
+            ("scheduler_jobs_failed", "Jobs that failed", |c| c.failed),
+            ("scheduler_jobs_cancelled", "Jobs cancelled by a client or the job timeout", |c| c.cancelled),
         ] {
             let jobs = jobs.clone();
             registry.register_collector(Box::new(CounterFn::new(name, help, move || pick(jobs()))));
@@ -77,29 +125,28 @@ pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), Box
     let flight = TcpListener::bind(config.flight_sql.addr).await.map_err(|e| bind_error("flight_sql.addr", config.flight_sql.addr, e))?;
     let (http_addr, flight_addr) = (http.local_addr()?, flight.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let http_task = tokio::spawn(lakehouse_gateway::serve(http, gateway_state, stopped(stop_rx.clone())));
-    let flight_task = tokio::spawn(lakehouse_flight_sql::serve(
-        flight,
-        lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone()),
-        stopped(stop_rx),
-    ));
-
-    if let Some(path) = listen_file {
-        write_listen_file(&path, http_addr, flight_addr, scheduler.addr())?;
-    }
+    let stop_rx_http = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = lakehouse_gateway::serve(http, gateway_state, stopped(stop_rx_http)).await {
+            tracing::error!(error = %e, "HTTP gateway stopped");
+        }
+    });
+    let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone());
+    let flight_task = tokio::spawn(async move {
+        if let Err(e) = lakehouse_flight_sql::serve(flight, flight_service, stopped(stop_rx)).await {
+            tracing::error!(error = %e, "Flight SQL stopped");
+        }
+    });
     info!(%http_addr, %flight_addr, scheduler = %scheduler.addr(), data_dir = %config.node.data_dir.display(), "lakehouse is up");
-    eprintln!("lakehouse is up: HTTP http://{http_addr}  Flight SQL grpc://{flight_addr}  (Ctrl-C to stop)");
-
-    shutdown_signal().await;
-    info!("shutting down");
-    let _ = stop_tx.send(true);
-    let _ = http_task.await;
-    let _ = flight_task.await;
-    executor.shutdown().await?;
-    scheduler.shutdown().await?;
-    catalog.shutdown().await?;
-    info!("stopped cleanly");
-    Ok(())
+    Ok(Running {
+        http_addr,
+        flight_sql_addr: flight_addr,
+        catalog,
+        scheduler,
+        executor,
+        stop_tx,
+        servers: vec![http_task, flight_task],
+    })
 }
 
 fn bind_error(key: &str, addr: SocketAddr, e: std::io::Error) -> BoxError {

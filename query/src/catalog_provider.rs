@@ -1,7 +1,6 @@
 //! DataFusion's view of the replicated catalog: catalog `lakehouse`, schema
 //! `public` (one schema per bucket later), a table per catalog table.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -30,10 +29,6 @@ impl LakehouseCatalogProvider {
 }
 
 impl CatalogProvider for LakehouseCatalogProvider {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema_names(&self) -> Vec<String> {
         vec![DEFAULT_SCHEMA.to_string()]
     }
@@ -50,10 +45,6 @@ struct LakehouseSchemaProvider {
 
 #[async_trait]
 impl SchemaProvider for LakehouseSchemaProvider {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn table_names(&self) -> Vec<String> {
         self.catalog.tables().into_iter().map(|t| t.name).collect()
     }

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_core::client::BallistaClient;
 use ballista_core::execution_plans::DistributedQueryExec;
-use ballista_core::extension::{
-    BallistaConfigGrpcEndpoint, SessionConfigExt, SessionStateExt,
-};
+use ballista_core::extension::{BallistaConfigGrpcEndpoint, SessionConfigExt, SessionStateExt};
 use ballista_core::planner::BallistaQueryPlanner;
 use ballista_core::serde::protobuf::execute_query_params::Query;
 use ballista_core::serde::protobuf::get_job_status_result::FlightProxy;
@@ -155,9 +153,7 @@ fn normalize_scheduler_url(raw: &str) -> Result<String> {
         reason,
     };
     let url = url::Url::parse(&with_scheme).map_err(|e| bad(e.to_string()))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad("no host".to_owned()))?;
+    let host = url.host_str().ok_or_else(|| bad("no host".to_owned()))?;
     let port = url.port().unwrap_or(DEFAULT_SCHEDULER_PORT);
     Ok(format!("http://{host}:{port}"))
 }
@@ -254,7 +250,9 @@ impl ConnectionPool {
             config.initial_stream_window_size,
         )
         .await
-        .map_err(|e| DataFusionError::Execution(format!("connect to executor {host}:{port}: {e}")))?;
+        .map_err(|e| {
+            DataFusionError::Execution(format!("connect to executor {host}:{port}: {e}"))
+        })?;
         lock(&self.flights).insert(key, client.clone());
         Ok(client)
     }
@@ -316,6 +314,7 @@ pub struct RemoteQueryExec {
     codec: Arc<dyn LogicalExtensionCodec>,
     session_id: String,
     pool: Arc<ConnectionPool>,
+    schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
     job_id: Arc<Mutex<Option<String>>>,
@@ -331,7 +330,7 @@ impl RemoteQueryExec {
     ) -> Self {
         let schema: SchemaRef = Arc::clone(plan.schema().inner());
         let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema),
+            EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
@@ -342,6 +341,7 @@ impl RemoteQueryExec {
             codec,
             session_id,
             pool,
+            schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
             job_id: Arc::default(),
@@ -433,7 +433,7 @@ impl ExecutionPlan for RemoteQueryExec {
             .try_flatten()
             .inspect_ok(move |batch| rows.add(batch.num_rows()));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(self.properties.eq_properties.schema()),
+            Arc::clone(&self.schema),
             stream,
         )))
     }
@@ -512,8 +512,7 @@ async fn run_job(
                 )));
             }
             Some(job_status::Status::Successful(SuccessfulJob {
-                partition_location,
-                ..
+                partition_location, ..
             })) => {
                 debug!(job_id = %status.job_id, partitions = partition_location.len(), "job finished");
                 let fetch = FetchContext {
@@ -596,9 +595,7 @@ fn fetch_address(
     match proxy {
         Some(FlightProxy::External(address)) => split(&format!("http://{address}")),
         Some(FlightProxy::Local(true)) => split(scheduler_url),
-        Some(FlightProxy::Local(false)) | None => {
-            Ok((executor.host.clone(), executor.port as u16))
-        }
+        Some(FlightProxy::Local(false)) | None => Ok((executor.host.clone(), executor.port as u16)),
     }
 }
 
@@ -627,15 +624,24 @@ mod tests {
     #[test]
     fn zero_partitions_keeps_datafusions_default() {
         let config = ballista_session_config(0, false);
-        assert_eq!(config.target_partitions(), SessionConfig::new().target_partitions());
+        assert_eq!(
+            config.target_partitions(),
+            SessionConfig::new().target_partitions()
+        );
     }
 
     #[test]
     fn scheduler_urls_are_normalized() {
         assert_eq!(normalize_scheduler_url("df://h:1").unwrap(), "http://h:1");
         assert_eq!(normalize_scheduler_url("http://h:2").unwrap(), "http://h:2");
-        assert_eq!(normalize_scheduler_url("127.0.0.1:3").unwrap(), "http://127.0.0.1:3");
-        assert_eq!(normalize_scheduler_url("http://h").unwrap(), "http://h:50050");
+        assert_eq!(
+            normalize_scheduler_url("127.0.0.1:3").unwrap(),
+            "http://127.0.0.1:3"
+        );
+        assert_eq!(
+            normalize_scheduler_url("http://h").unwrap(),
+            "http://h:50050"
+        );
         assert!(normalize_scheduler_url("http://").is_err());
     }
 }

@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod grpc;
 mod metrics;
 mod server;
 

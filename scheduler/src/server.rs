@@ -11,7 +11,10 @@ use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_core::serde::{
     BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
 };
-use ballista_core::utils::{create_grpc_server, default_session_builder, GrpcServerConfig};
+use ballista_core::utils::{
+    create_grpc_server, default_config_producer, default_session_builder, GrpcServerConfig,
+};
+use ballista_core::ConfigProducer;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_server::SchedulerServer;
@@ -21,12 +24,13 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::grpc::AnnouncingScheduler;
 use crate::metrics::{JobCounter, JobCounts};
 
 /// How long `shutdown` waits for open connections (executors, clients) to close.
@@ -94,7 +98,7 @@ pub struct SchedulerHandle {
     server: Server,
     stop: watch::Sender<bool>,
     serve: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
-    watchdog: Option<JoinHandle<()>>,
+    housekeeping: JoinHandle<()>,
 }
 
 impl fmt::Debug for SchedulerHandle {
@@ -122,28 +126,35 @@ impl SchedulerHandle {
         self.counter.counts()
     }
 
+    /// A cheap, cloneable reader of [`Self::job_counts`] that outlives the
+    /// handle borrow (for /metrics collectors).
+    pub fn job_counts_reader(&self) -> impl Fn() -> JobCounts + Clone + Send + Sync + 'static {
+        let counter = Arc::clone(&self.counter);
+        move || counter.counts()
+    }
+
     /// Cancels a job; it fails with "Cancelled" for its client. The id comes
-    /// from `RemoteQueryExec::job_id` on the client side.
+    /// from `RemoteQueryExec::job_id` on the client side. A job still being
+    /// planned is cancelled as soon as it is submitted.
     pub async fn cancel_job(&self, job_id: &str) -> Result<()> {
+        self.counter.request_cancel(job_id, now_ms());
         self.server.cancel_job(job_id.into()).await?;
         Ok(())
     }
 
     /// Stops accepting connections, waits up to 5 s for open ones to close,
-    /// and stops the job-timeout watchdog. Ballista's event loop and its
+    /// and stops the job-timeout and deferred-cancel task. Ballista's event loop and its
     /// dead-executor check cannot be stopped from outside (no public stop in
     /// 54.1); they idle until the runtime ends.
     pub async fn shutdown(self) -> Result<()> {
         let Self {
             stop,
             serve,
-            watchdog,
+            housekeeping,
             ..
         } = self;
         let _ = stop.send(true);
-        if let Some(watchdog) = watchdog {
-            watchdog.await?;
-        }
+        housekeeping.await?;
         let abort = serve.abort_handle();
         match tokio::time::timeout(SHUTDOWN_GRACE, serve).await {
             Ok(served) => served??,
@@ -186,6 +197,8 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     config.bind_host = opts.bind_host.clone();
     config.override_logical_codec = opts.logical_codec.clone();
     config.override_physical_codec = opts.physical_codec.clone();
+    let config_producer: ConfigProducer = Arc::new(default_config_producer);
+    config.override_config_producer = Some(Arc::clone(&config_producer));
     if let Some(env) = opts.runtime_env.clone() {
         config.override_session_builder = Some(Arc::new(move |session_config| {
             let state = default_session_builder(session_config)?;
@@ -203,7 +216,8 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         opts.physical_codec
             .unwrap_or_else(|| Arc::new(BallistaPhysicalExtensionCodec::default())),
     );
-    let counter = Arc::new(JobCounter::default());
+    let (counter, deferred_cancels) = JobCounter::new();
+    let counter = Arc::new(counter);
     // What `scheduler_process::create_scheduler` does, minus its hard-wired
     // metrics collector.
     let mut server: Server = SchedulerServer::new(
@@ -215,16 +229,22 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     );
     server.init().await?;
 
-    let grpc = SchedulerGrpcServer::new(server.clone())
-        .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
-        .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
+    let grpc = SchedulerGrpcServer::new(AnnouncingScheduler::new(
+        server.clone(),
+        config_producer,
+        Arc::clone(&counter),
+    ))
+    .max_encoding_message_size(config.grpc_server_max_encoding_message_size as usize)
+    .max_decoding_message_size(config.grpc_server_max_decoding_message_size as usize);
     let server_config = GrpcServerConfig::default();
     // Ballista's `start_grpc_service` serves through `axum::serve` without
     // TCP_NODELAY, which stalls each job-finished message ~40 ms on a delayed
     // ACK; tonic with nodelay on the incoming stream does not.
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(server_config.tcp_keepalive_seconds)));
+        .with_keepalive(Some(Duration::from_secs(
+            server_config.tcp_keepalive_seconds,
+        )));
     let (stop, stopped) = watch::channel(false);
     let mut serve_stopped = stopped.clone();
     let serve = tokio::spawn(
@@ -236,14 +256,13 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
             }),
     );
 
-    let watchdog = (!opts.job_timeout.is_zero()).then(|| {
-        tokio::spawn(watch_job_timeouts(
-            server.clone(),
-            Arc::clone(&counter),
-            opts.job_timeout,
-            stopped,
-        ))
-    });
+    let housekeeping = tokio::spawn(housekeeping(
+        server.clone(),
+        Arc::clone(&counter),
+        (!opts.job_timeout.is_zero()).then_some(opts.job_timeout),
+        deferred_cancels,
+        stopped,
+    ));
 
     let url = format!("http://{}:{}", opts.advertise_host, addr.port());
     info!(%addr, %url, "scheduler listening (push-staged)");
@@ -254,34 +273,54 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         server,
         stop,
         serve,
-        watchdog,
+        housekeeping,
     })
 }
 
-/// Cancels jobs running longer than `timeout`, checking a few times per timeout.
-async fn watch_job_timeouts(
+/// How long a cancel request for a job that is not running yet is kept.
+const CANCEL_REQUEST_TTL: Duration = Duration::from_secs(600);
+
+/// Issues deferred cancels (see `JobCounter`) and cancels jobs running longer
+/// than `job_timeout`, checking a few times per timeout.
+async fn housekeeping(
     server: Server,
     counter: Arc<JobCounter>,
-    timeout: Duration,
+    job_timeout: Option<Duration>,
+    mut deferred_cancels: mpsc::UnboundedReceiver<String>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let period = (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let period = job_timeout.map_or(Duration::from_secs(5), |t| {
+        (t / 10).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    });
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
-        }
-        for job_id in counter.take_overdue(now_ms(), timeout) {
-            warn!(%job_id, ?timeout, "job exceeded the job timeout; cancelling it");
-            if let Err(e) = server.cancel_job(job_id.as_str().into()).await {
-                warn!(%job_id, error = %e, "could not cancel timed-out job");
+            // Err: the handle was dropped, which also means stop.
+            _ = async { drop(stopped.wait_for(|stop| *stop).await) } => return,
+            Some(job_id) = deferred_cancels.recv() => {
+                info!(%job_id, "cancelling job whose cancel arrived while it was being planned");
+                cancel(&server, &job_id).await;
+            }
+            _ = tokio::time::sleep(period) => {
+                let now = now_ms();
+                counter.forget_stale_cancels(now, CANCEL_REQUEST_TTL);
+                let Some(timeout) = job_timeout else { continue };
+                for job_id in counter.take_overdue(now, timeout) {
+                    warn!(%job_id, ?timeout, "job exceeded the job timeout; cancelling it");
+                    cancel(&server, &job_id).await;
+                }
             }
         }
     }
 }
 
+async fn cancel(server: &Server, job_id: &str) {
+    if let Err(e) = server.cancel_job(job_id.into()).await {
+        warn!(%job_id, error = %e, "could not cancel job");
+    }
+}
+
 /// Milliseconds since the epoch, the clock Ballista stamps `queued_at` with.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from harness import LakehouseServer, lakehouse_bin as find_lakehouse_bin, write_big_csv
+from harness import LakehouseServer, write_big_csv
+from harness import lakehouse_bin as find_lakehouse_bin
 
 _live: list[LakehouseServer] = []
 

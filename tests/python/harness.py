@@ -126,8 +126,15 @@ def lakehouse_bin() -> Path:
     return Path(target) / "debug" / "lakehouse"
 
 
+def inherited_env() -> dict[str, str]:
+    """This process's environment without Lakehouse settings or addresses (LAKEHOUSE_LOG,
+    the log filter, passes through)."""
+    drop = ("LAKEHOUSE_SERVER", "LAKEHOUSE_FLIGHT_SQL", "LAKEHOUSE_BIN")
+    return {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE__") and k not in drop}
+
+
 def server_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE")}
+    env = inherited_env()
     env.update(
         {
             "LAKEHOUSE__NODE__DATA_DIR": str(data_dir),
@@ -291,7 +298,7 @@ class LakehouseServer:
 
     # -- CLI ----------------------------------------------------------------------------
     def cli_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE")}
+        env = inherited_env()
         env["NO_COLOR"] = "1"
         if self.http_addr:
             env["LAKEHOUSE_SERVER"] = self.http_url
@@ -430,7 +437,9 @@ class LakehouseServer:
         return sum(float(v) for v in values)
 
     def assert_healthy(self) -> None:
-        assert self.running(), f"{self.name} died (exit {self.proc.returncode if self.proc else None}):\n{self.stderr_tail()}"
+        assert self.running(), (
+            f"{self.name} died (exit {self.proc.returncode if self.proc else None}):\n{self.stderr_tail()}"
+        )
         r = self.get("/health")
         assert r.status_code == 200, f"GET /health: {r.status_code} {r.text}"
 
@@ -472,7 +481,7 @@ def table_names(listing: Any) -> set[str]:
 
 def table_rows(table: pa.Table) -> list[tuple]:
     columns = [column.to_pylist() for column in table.columns]
-    return list(zip(*columns)) if columns else []
+    return list(zip(*columns, strict=True)) if columns else []
 
 
 def normalise(value: Any) -> Any:
@@ -513,10 +522,14 @@ def assert_same_rows(actual: Iterable[tuple], expected: Iterable[tuple], *, orde
     if not ordered:
         got.sort(key=_sort_key)
         want.sort(key=_sort_key)
-    assert len(got) == len(want), f"{context}: {len(got)} rows, expected {len(want)}\n got: {got[:10]}\nwant: {want[:10]}"
-    for i, (g, w) in enumerate(zip(got, want)):
+    assert len(got) == len(want), (
+        f"{context}: {len(got)} rows, expected {len(want)}\n got: {got[:10]}\nwant: {want[:10]}"
+    )
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert len(g) == len(w), f"{context}: row {i} has {len(g)} columns, expected {len(w)}"
-        assert all(same_value(x, y) for x, y in zip(g, w)), f"{context}: row {i} differs\n got: {g}\nwant: {w}"
+        assert all(same_value(x, y) for x, y in zip(g, w, strict=True)), (
+            f"{context}: row {i} differs\n got: {g}\nwant: {w}"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -543,10 +556,26 @@ def write_rows_csv(path: Path, first_id: int, count: int, *, pad: int = 0) -> Pa
 def write_big_csv(path: Path, target_bytes: int, first_id: int = 1) -> int:
     """Writes rows like write_rows_csv until the file reaches `target_bytes`; returns rows."""
     pad = 40
-    approx_row = len(f'{first_id + 1_000_000},name {first_id + 1_000_000},1234.56,São Paulo,"row 1000000, {"x" * pad}"\n')
+    approx_row = len(
+        f'{first_id + 1_000_000},name {first_id + 1_000_000},1234.56,São Paulo,"row 1000000, {"x" * pad}"\n'
+    )
     rows = max(1, target_bytes // approx_row)
     write_rows_csv(path, first_id, rows, pad=pad)
     return rows
+
+
+def parse_timestamp(value: Any) -> dt.datetime:
+    """An RFC 3339 text or epoch seconds / milliseconds, as an aware UTC datetime."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value
+        return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def files_under(path: Path) -> list[Path]:
+    """Regular files below `path` (empty directories left behind do not count)."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.exists() else []
 
 
 def parse_duration_seconds(value: Any) -> Optional[float]:

@@ -238,9 +238,13 @@ def test_adbc_get_objects(demo_server, duck):
             columns = sorted(tables[table]["table_columns"] or [], key=lambda col: col["ordinal_position"] or 0)
             assert [col["column_name"] for col in columns] == names, table
 
-        filtered = conn.adbc_get_objects(
-            depth="tables", catalog_filter="lakehouse", db_schema_filter="public", table_name_filter="candidates"
-        ).read_all().to_pylist()
+        filtered = (
+            conn.adbc_get_objects(
+                depth="tables", catalog_filter="lakehouse", db_schema_filter="public", table_name_filter="candidates"
+            )
+            .read_all()
+            .to_pylist()
+        )
         found = [
             t["table_name"]
             for c in filtered

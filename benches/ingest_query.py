@@ -1,0 +1,122 @@
+"""Foundation benchmark: CSV ingest against DuckDB, point query and GROUP BY on
+1M rows against in-process DataFusion, all in the same run on the same files.
+
+Usage: python benches/ingest_query.py --bin target/release/lakehouse [--rows 1000000]
+Prints a Markdown table of times and ratios (lakehouse / peer; lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import datafusion
+import duckdb
+
+REPEATS = 20
+POINT_QUERY = "SELECT * FROM events WHERE id = {id}"
+GROUP_BY = "SELECT city, count(*) AS n, avg(amount) AS avg_amount, max(score) AS max_score FROM events GROUP BY city ORDER BY city"
+
+
+def generate_csv(path: Path, rows: int) -> None:
+    rng = random.Random(42)
+    cities = ["Austin", "Berlin", "Dublin", "Hà Nội", "Lagos", "Lima", "Oslo", "Pune", "Seoul", "Toronto"]
+    with path.open("w", encoding="utf-8") as f:
+        f.write("id,city,amount,score,note\n")
+        for i in range(rows):
+            note = "" if i % 7 == 0 else f"\"note {i % 1000}, batch {i // 1000}\""
+            f.write(f"{i},{rng.choice(cities)},{rng.random() * 1000:.2f},{rng.randint(0, 100)},{note}\n")
+
+
+def p50_ms(run, repeats: int = REPEATS) -> float:
+    run()  # warm-up: connections, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def start_server(binary: str, data_dir: Path) -> tuple[subprocess.Popen, dict]:
+    listen = data_dir / "listen.json"
+    env = dict(os.environ)
+    for key in ["GATEWAY__HTTP_ADDR", "FLIGHT_SQL__ADDR", "SCHEDULER__ADDR", "EXECUTOR__ADDR", "EXECUTOR__FLIGHT_ADDR"]:
+        env[f"LAKEHOUSE__{key}"] = "127.0.0.1:0"
+    env["LAKEHOUSE__NODE__DATA_DIR"] = str(data_dir / "data")
+    proc = subprocess.Popen([binary, "up", "--listen-file", str(listen)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not listen.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("lakehouse up did not start")
+        time.sleep(0.1)
+    return proc, json.loads(listen.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        csv = tmp / "events.csv"
+        generate_csv(csv, args.rows)
+        size_mb = csv.stat().st_size / 1e6
+
+        start = time.perf_counter()
+        duckdb.connect().execute(
+            f"COPY (SELECT * FROM read_csv_auto('{csv}')) TO '{tmp / 'duck.parquet'}' (FORMAT parquet)"
+        ).fetchall()
+        duck_ingest = time.perf_counter() - start
+
+        proc, addrs = start_server(args.bin, tmp)
+        try:
+            start = time.perf_counter()
+            subprocess.run(
+                [args.bin, "ingest", str(csv), "--table", "events", "--owner", "bench", "--sensitivity", "internal",
+                 "--lineage", "generated", "--freshness-sla", "24h", "--description", "benchmark", "--tags", "bench",
+                 "--server", f"http://{addrs['http']}"],
+                check=True, stdout=subprocess.DEVNULL,
+            )
+            our_ingest = time.perf_counter() - start
+
+            files = sorted((tmp / "data" / "bucket" / "tables" / "events").rglob("*.parquet"))
+            ctx = datafusion.SessionContext()
+            ctx.register_parquet("events", str(files[0].parent))
+            point_id = args.rows // 2
+            df_point = p50_ms(lambda: ctx.sql(POINT_QUERY.format(id=point_id)).collect())
+            df_group = p50_ms(lambda: ctx.sql(GROUP_BY).collect())
+
+            with flight_sql.connect(f"grpc://{addrs['flight_sql']}") as conn:
+                def ours(sql: str):
+                    with conn.cursor() as cur:
+                        cur.execute(sql)
+                        cur.fetch_arrow_table()
+                our_point = p50_ms(lambda: ours(POINT_QUERY.format(id=point_id)))
+                our_group = p50_ms(lambda: ours(GROUP_BY))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+    print(f"CSV: {args.rows} rows, {size_mb:.0f} MB\n")
+    print("| measure | lakehouse | peer | peer value | ratio |")
+    print("|---|---|---|---|---|")
+    print(f"| CSV ingest (s) | {our_ingest:.2f} | DuckDB COPY to Parquet | {duck_ingest:.2f} | {our_ingest / duck_ingest:.2f}× |")
+    print(f"| point query p50 (ms) | {our_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {our_point / df_point:.2f}× |")
+    print(f"| GROUP BY p50 (ms) | {our_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {our_group / df_group:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,591 @@
+//! End-to-end tests of [`Catalog`]: real openraft, the redb log in a temp dir, a
+//! local-directory bucket, and a manual clock for lease expiry.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_schema::{DataType, Field, Schema};
+use lakehouse_common::clock::ManualClock;
+use lakehouse_common::config::CatalogConfig;
+use lakehouse_common::{Bucket, ErrorKind};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tempfile::TempDir;
+
+use crate::model::{DataFile, Sensitivity, TableCommit, TableMetadata, WriteMode};
+use crate::{manifest, Catalog, Error};
+
+const START_MS: i64 = 1_700_000_000_000;
+
+struct Env {
+    root: TempDir,
+    log_dir: PathBuf,
+    bucket_dir: PathBuf,
+    clock: Arc<ManualClock>,
+    config: CatalogConfig,
+}
+
+impl Env {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let log_dir = root.path().join("catalog");
+        let bucket_dir = root.path().join("bucket");
+        Self {
+            log_dir,
+            bucket_dir,
+            root,
+            clock: Arc::new(ManualClock::new(START_MS)),
+            config: CatalogConfig {
+                lease_ttl_ms: 1_000,
+                lease_wait_ms: 200,
+                // Small, so restarts go through a snapshot plus the log after it.
+                snapshot_every_entries: 5,
+                manifests_retained: 3,
+                ..CatalogConfig::default()
+            },
+        }
+    }
+
+    fn bucket_at(dir: &Path) -> Bucket {
+        Bucket::open("primary", dir.to_str().unwrap(), &Default::default()).unwrap()
+    }
+
+    fn bucket(&self) -> Bucket {
+        Self::bucket_at(&self.bucket_dir)
+    }
+
+    async fn open(&self) -> Catalog {
+        Catalog::open(
+            &self.config,
+            &self.log_dir,
+            self.bucket(),
+            self.clock.clone(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn metadata(owner: &str) -> TableMetadata {
+    TableMetadata {
+        owner: owner.to_string(),
+        sensitivity: Sensitivity::Confidential,
+        lineage: "ats → ingest → candidates".to_string(),
+        freshness_sla: "24h".to_string(),
+        description: "Candidates, one row each; names in UTF-8 (José, Zoë)".to_string(),
+        tags: vec!["hr".to_string(), "pii".to_string()],
+        metadata_incomplete: false,
+    }
+}
+
+fn schema() -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("phone", DataType::Utf8, true),
+    ])
+}
+
+/// Puts a small object at `key` and returns it as a data file.
+async fn data_file(bucket: &Bucket, key: &str, rows: u64) -> DataFile {
+    bucket
+        .store()
+        .put(
+            &ObjectPath::from(key),
+            PutPayload::from_static(b"PAR1 not really"),
+        )
+        .await
+        .unwrap();
+    DataFile {
+        object: bucket.object_ref(key),
+        size_bytes: 15,
+        row_count: rows,
+    }
+}
+
+fn commit(
+    table: &str,
+    mode: WriteMode,
+    schema: Schema,
+    files: Vec<DataFile>,
+    metadata: Option<TableMetadata>,
+) -> TableCommit {
+    TableCommit {
+        table: table.to_string(),
+        mode,
+        schema,
+        new_files: files,
+        metadata,
+    }
+}
+
+async fn exists(bucket: &Bucket, key: &str) -> bool {
+    bucket.store().head(&ObjectPath::from(key)).await.is_ok()
+}
+
+#[tokio::test]
+async fn commit_with_stale_fencing_token_is_refused() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let bucket = catalog.bucket().clone();
+
+    let a = catalog
+        .acquire_lease("candidates", "ingest-a")
+        .await
+        .unwrap();
+    // A stalls past its lease; B takes the table over.
+    env.clock.advance_ms(1_001);
+    let b = catalog
+        .acquire_lease("candidates", "ingest-b")
+        .await
+        .unwrap();
+    assert!(b.token > a.token, "tokens strictly increase");
+
+    let file = data_file(&bucket, "tables/candidates/a-1.parquet", 3).await;
+    let err = catalog
+        .commit(
+            &a,
+            commit(
+                "candidates",
+                WriteMode::Create,
+                schema(),
+                vec![file],
+                Some(metadata("ops")),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::StaleToken { token, current: Some(current), .. } if token == a.token && current == b.token),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let message = err.to_string();
+    assert!(
+        message.contains("candidates") && message.contains(&a.token.to_string()),
+        "{message}"
+    );
+    assert!(catalog.table("candidates").is_none(), "nothing committed");
+
+    let file = data_file(&bucket, "tables/candidates/b-1.parquet", 3).await;
+    let v1 = catalog
+        .commit(
+            &b,
+            commit(
+                "candidates",
+                WriteMode::Create,
+                schema(),
+                vec![file],
+                Some(metadata("ops")),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.fencing_token), (1, b.token));
+
+    // B's lease expires too: its next commit is refused as expired, not stale.
+    env.clock.advance_ms(1_000);
+    let file = data_file(&bucket, "tables/candidates/b-2.parquet", 1).await;
+    let err = catalog
+        .commit(
+            &b,
+            commit("candidates", WriteMode::Append, schema(), vec![file], None),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseExpired { .. }), "{err}");
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn held_lease_makes_a_second_writer_wait_then_fail_naming_the_holder() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let a = catalog
+        .acquire_lease("contracts", "ingest-a")
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let err = catalog
+        .acquire_lease("contracts", "ingest-b")
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed().as_millis() >= u128::from(env.config.lease_wait_ms),
+        "waited for the lease first"
+    );
+    match &err {
+        Error::LeaseHeld {
+            table,
+            holder,
+            token,
+            expires_in_ms,
+        } => {
+            assert_eq!(
+                (table.as_str(), holder.as_str(), *token),
+                ("contracts", "ingest-a", a.token)
+            );
+            assert_eq!(*expires_in_ms, 1_000, "the manual clock did not move");
+        }
+        other => panic!("expected LeaseHeld, got {other}"),
+    }
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains("ingest-a"), "{err}");
+
+    // A waiting writer gets the lease as soon as the holder releases it.
+    let waiter = {
+        let catalog = catalog.clone();
+        tokio::spawn(async move { catalog.acquire_lease("contracts", "ingest-c").await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    catalog.release_lease(&a).await.unwrap();
+    let c = waiter.await.unwrap().unwrap();
+    assert_eq!(c.holder, "ingest-c");
+    assert!(c.token > a.token);
+
+    // Releasing a lease that was taken over does not free the new holder's lease.
+    catalog.release_lease(&a).await.unwrap();
+    assert!(matches!(
+        catalog.acquire_lease("contracts", "ingest-d").await,
+        Err(Error::LeaseHeld { .. })
+    ));
+
+    // Renewal extends a live lease.
+    env.clock.advance_ms(900);
+    let renewed = catalog.renew_lease(&c).await.unwrap();
+    assert_eq!(renewed.expires_at_ms, START_MS + 900 + 1_000);
+    env.clock.advance_ms(500);
+    assert!(matches!(
+        catalog.acquire_lease("contracts", "ingest-d").await,
+        Err(Error::LeaseHeld { .. })
+    ));
+
+    let bad = catalog.acquire_lease("../x", "ingest").await.unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput, "{bad}");
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn versions_count_up_append_adds_replace_swaps_schema_checked() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let bucket = catalog.bucket().clone();
+    let lease = catalog.acquire_lease("placements", "ingest").await.unwrap();
+
+    let missing = catalog
+        .commit(
+            &lease,
+            commit("placements", WriteMode::Create, schema(), vec![], None),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, Error::MissingMetadata { .. }),
+        "{missing}"
+    );
+    let not_found = catalog
+        .commit(
+            &lease,
+            commit("placements", WriteMode::Append, schema(), vec![], None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(not_found.kind(), ErrorKind::NotFound, "{not_found}");
+
+    let f1 = data_file(&bucket, "tables/placements/1.parquet", 10).await;
+    let f2 = data_file(&bucket, "tables/placements/2.parquet", 5).await;
+    let v1 = catalog
+        .commit(
+            &lease,
+            commit(
+                "placements",
+                WriteMode::Create,
+                schema(),
+                vec![f1.clone(), f2.clone()],
+                Some(metadata("ops")),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.files.len(), v1.row_count), (1, 2, 15));
+
+    let exists = catalog
+        .commit(
+            &lease,
+            commit(
+                "placements",
+                WriteMode::Create,
+                schema(),
+                vec![],
+                Some(metadata("ops")),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(exists.kind(), ErrorKind::AlreadyExists, "{exists}");
+
+    let f3 = data_file(&bucket, "tables/placements/3.parquet", 1).await;
+    let v2 = catalog
+        .commit(
+            &lease,
+            commit(
+                "placements",
+                WriteMode::Append,
+                schema(),
+                vec![f3.clone()],
+                None,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.files, vec![f1, f2, f3]);
+    assert_eq!(v2.row_count, 16);
+
+    let other = Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("phone", DataType::Int64, true),
+    ]);
+    let mismatch = catalog
+        .commit(
+            &lease,
+            commit("placements", WriteMode::Append, other.clone(), vec![], None),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(mismatch.kind(), ErrorKind::InvalidInput);
+    assert!(
+        mismatch
+            .to_string()
+            .contains("column `phone` is Utf8 in the table but Int64"),
+        "{mismatch}"
+    );
+
+    let f4 = data_file(&bucket, "tables/placements/4.parquet", 7).await;
+    let v3 = catalog
+        .commit(
+            &lease,
+            commit(
+                "placements",
+                WriteMode::Replace,
+                other.clone(),
+                vec![f4.clone()],
+                Some(metadata("finance")),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (v3.version, v3.files.clone(), v3.row_count),
+        (3, vec![f4], 7)
+    );
+
+    let table = catalog.table("placements").unwrap();
+    assert_eq!(
+        table.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(table.current().unwrap().schema, other);
+    assert_eq!(table.metadata.owner, "finance");
+
+    let updated = catalog
+        .update_metadata("placements", metadata("legal"))
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata.owner, "legal");
+    assert_eq!(catalog.tables().len(), 1);
+
+    // Each change wrote a manifest; only the newest few are kept.
+    let manifests = manifest::list(&bucket).await.unwrap();
+    assert_eq!(manifests.len(), env.config.manifests_retained);
+    assert_eq!(
+        manifests.last().unwrap().0,
+        catalog.metrics().catalog_version
+    );
+    catalog.shutdown().await.unwrap();
+}
+
+/// Builds a catalog with two tables, a few versions, changed metadata and a released lease.
+async fn populate(catalog: &Catalog) {
+    let bucket = catalog.bucket().clone();
+    for (table, owner) in [("candidates", "ops"), ("contracts", "legal")] {
+        let lease = catalog.acquire_lease(table, "ingest").await.unwrap();
+        let f = data_file(&bucket, &format!("tables/{table}/1.parquet"), 2).await;
+        catalog
+            .commit(
+                &lease,
+                commit(
+                    table,
+                    WriteMode::Create,
+                    schema(),
+                    vec![f],
+                    Some(metadata(owner)),
+                ),
+            )
+            .await
+            .unwrap();
+        let f = data_file(&bucket, &format!("tables/{table}/2.parquet"), 3).await;
+        catalog
+            .commit(
+                &lease,
+                commit(table, WriteMode::Append, schema(), vec![f], None),
+            )
+            .await
+            .unwrap();
+        catalog.release_lease(&lease).await.unwrap();
+    }
+    let mut changed = metadata("people-team");
+    changed.tags.push("gdpr".to_string());
+    catalog
+        .update_metadata("candidates", changed)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn restart_keeps_tables_versions_and_metadata() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    populate(&catalog).await;
+    let before = catalog.tables();
+    let last_token = catalog
+        .acquire_lease("candidates", "probe")
+        .await
+        .unwrap()
+        .token;
+    let metrics = catalog.metrics();
+    assert!(
+        metrics.snapshot_index.is_some(),
+        "a snapshot was built: {metrics:?}"
+    );
+    // Dropped without `shutdown`, as a crashing caller would: Raft stops on its own
+    // and the reopen waits for the log file to be released.
+    drop(catalog);
+
+    // An empty bucket proves the state comes from the local log, not a manifest.
+    let other_bucket = env.root.path().join("other-bucket");
+    let catalog = Catalog::open(
+        &env.config,
+        &env.log_dir,
+        Env::bucket_at(&other_bucket),
+        env.clock.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(catalog.tables(), before);
+    assert_eq!(
+        catalog.table("candidates").unwrap().metadata.owner,
+        "people-team"
+    );
+    // The probe's lease survived the restart too.
+    env.clock.advance_ms(1_001);
+    assert!(
+        catalog
+            .acquire_lease("candidates", "next")
+            .await
+            .unwrap()
+            .token
+            > last_token
+    );
+    // The local state was newer than that bucket's (none): it was written there.
+    assert!(!manifest::list(catalog.bucket()).await.unwrap().is_empty());
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn wiped_local_dir_is_restored_from_the_bucket() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    populate(&catalog).await;
+    let before = catalog.tables();
+    let lease = catalog
+        .acquire_lease("contracts", "crashed-writer")
+        .await
+        .unwrap();
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+
+    std::fs::remove_dir_all(&env.log_dir).unwrap();
+    let catalog = env.open().await;
+    assert_eq!(
+        catalog.tables(),
+        before,
+        "every table, version and metadata field is back"
+    );
+    // Leases and the token counter came back: the old writer stays fenced off.
+    assert!(matches!(
+        catalog.acquire_lease("contracts", "other").await,
+        Err(Error::LeaseHeld { .. })
+    ));
+    env.clock.advance_ms(1_001);
+    let next = catalog.acquire_lease("contracts", "other").await.unwrap();
+    assert!(next.token > lease.token);
+    let err = catalog
+        .commit(
+            &lease,
+            commit("contracts", WriteMode::Append, schema(), vec![], None),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::StaleToken { .. }), "{err}");
+    // The data files survived the start-up garbage collection.
+    for key in ["tables/candidates/1.parquet", "tables/contracts/2.parquet"] {
+        assert!(exists(catalog.bucket(), key).await, "{key}");
+    }
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_collection_removes_only_unreferenced_files() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let bucket = catalog.bucket().clone();
+    populate(&catalog).await;
+
+    // A writer that crashed before its commit, a dropped table, and a writer mid-write.
+    data_file(&bucket, "tables/candidates/crashed.parquet", 1).await;
+    let lease = catalog.acquire_lease("contracts", "dropper").await.unwrap();
+    catalog.drop_table(&lease).await.unwrap();
+    catalog.release_lease(&lease).await.unwrap();
+    let writing = catalog.acquire_lease("placements", "writer").await.unwrap();
+    data_file(&bucket, "tables/placements/inflight.parquet", 1).await;
+
+    let removed = catalog.collect_garbage().await.unwrap();
+    assert_eq!(
+        removed, 3,
+        "crashed.parquet and the two files of the dropped table"
+    );
+    assert!(!exists(&bucket, "tables/candidates/crashed.parquet").await);
+    assert!(!exists(&bucket, "tables/contracts/1.parquet").await);
+    assert!(exists(&bucket, "tables/candidates/1.parquet").await);
+    assert!(exists(&bucket, "tables/candidates/2.parquet").await);
+    assert!(
+        exists(&bucket, "tables/placements/inflight.parquet").await,
+        "live lease protects it"
+    );
+
+    // Once the writer's lease is gone, a start removes what it left behind.
+    catalog.release_lease(&writing).await.unwrap();
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+    let catalog = env.open().await;
+    assert!(!exists(&bucket, "tables/placements/inflight.parquet").await);
+    assert!(exists(&bucket, "tables/candidates/2.parquet").await);
+    assert_eq!(catalog.collect_garbage().await.unwrap(), 0);
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn empty_catalog_never_deletes_data_it_does_not_know() {
+    let env = Env::new();
+    data_file(&env.bucket(), "tables/orphans/x.parquet", 1).await;
+    let catalog = env.open().await;
+    assert_eq!(catalog.collect_garbage().await.unwrap(), 0);
+    assert!(exists(catalog.bucket(), "tables/orphans/x.parquet").await);
+    let metrics = catalog.metrics();
+    assert_eq!(metrics.leader_id, Some(env.config.node_id));
+    catalog.shutdown().await.unwrap();
+}

@@ -1,0 +1,5 @@
+//! The `lakehouse` binary's library half: CLI parsing and role wiring, so
+//! integration tests can start `up` in-process.
+
+pub mod cli;
+pub mod up;

@@ -1,0 +1,3 @@
+//! Integration tests: roles started in-process on loopback ports 0.
+
+mod up;
