@@ -114,7 +114,7 @@ impl Catalog {
         clock: Arc<dyn Clock>,
     ) -> Result<Catalog> {
         let db = store::open_database(dir).await?;
-        let state_machine = StateMachineStore::new(Arc::clone(&db))?;
+        let state_machine = StateMachineStore::new(Arc::clone(&db), dir)?;
         let shared = state_machine.shared();
         let raft = Raft::new(
             config.node_id,

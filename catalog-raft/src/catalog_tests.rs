@@ -589,3 +589,26 @@ async fn empty_catalog_never_deletes_data_it_does_not_know() {
     assert_eq!(metrics.leader_id, Some(env.config.node_id));
     catalog.shutdown().await.unwrap();
 }
+
+/// Other crates hold a `Catalog` in shared server state and await its futures in
+/// spawned tasks: both must be `Send`. Checked at compile time.
+#[allow(dead_code)]
+fn catalog_and_its_futures_are_send(catalog: &Catalog, lease: &crate::Lease, commit: TableCommit) {
+    fn send<T: Send>(_: T) {}
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    send_sync::<Catalog>();
+    send(Catalog::open(
+        &CatalogConfig::default(),
+        Path::new("."),
+        Env::bucket_at(Path::new(".")),
+        Arc::new(ManualClock::new(0)),
+    ));
+    send(catalog.acquire_lease("t", "h"));
+    send(catalog.renew_lease(lease));
+    send(catalog.release_lease(lease));
+    send(catalog.commit(lease, commit));
+    send(catalog.drop_table(lease));
+    send(catalog.update_metadata("t", metadata("o")));
+    send(catalog.collect_garbage());
+    send(catalog.shutdown());
+}

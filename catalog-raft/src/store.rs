@@ -40,7 +40,7 @@ const KEY_SNAPSHOT: &str = "snapshot";
 /// Version of the redb file layout and of the snapshot encoding.
 const FORMAT_VERSION: u32 = 1;
 
-pub(crate) const DB_FILE: &str = "catalog.redb";
+const DB_FILE: &str = "catalog.redb";
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -383,16 +383,17 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     /// Loads the persisted snapshot, if any; openraft then re-applies the log after it.
-    pub(crate) fn new(db: Arc<Database>) -> Result<Self, Error> {
+    pub(crate) fn new(db: Arc<Database>, dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(DB_FILE).display().to_string();
         let stored: Option<StoredSnapshot> =
             read_meta(&db, KEY_SNAPSHOT).map_err(|e| Error::LocalStore {
-                path: DB_FILE.to_string(),
+                path: path.clone(),
                 reason: format!("reading the snapshot: {e}"),
             })?;
         let applied = match stored {
             Some(s) => decode_snapshot(&s.data).map_err(|e| Error::LocalStore {
-                path: DB_FILE.to_string(),
-                reason: format!("decoding the snapshot: {e}"),
+                path,
+                reason: format!("decoding the snapshot: {e}; move the directory away to restore the catalog from the bucket"),
             })?,
             None => Applied::default(),
         };
@@ -563,7 +564,7 @@ mod tests {
             let db = open_database(dir.path())
                 .await
                 .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-            let sm = StateMachineStore::new(Arc::clone(&db))
+            let sm = StateMachineStore::new(Arc::clone(&db), dir.path())
                 .map_err(|e| StorageIOError::read(AnyError::new(&e)))?;
             Ok((dir, LogStore::new(db), sm))
         }

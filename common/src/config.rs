@@ -305,7 +305,8 @@ fn describe(error: figment::Error) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+// figment's Jail returns its large error type by design.
+#[allow(clippy::unwrap_used, clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -318,7 +319,10 @@ mod tests {
     #[test]
     fn env_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("lakehouse.toml", "[gateway]\nhttp_addr = \"127.0.0.1:4000\"\n")?;
+            jail.create_file(
+                "lakehouse.toml",
+                "[gateway]\nhttp_addr = \"127.0.0.1:4000\"\n",
+            )?;
             jail.set_env("LAKEHOUSE__GATEWAY__HTTP_ADDR", "127.0.0.1:4100");
             jail.set_env("LAKEHOUSE__CATALOG__LEASE_TTL_MS", "999");
             let config = Config::load(None).unwrap();
@@ -333,7 +337,9 @@ mod tests {
     fn unknown_key_names_key_and_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("custom.toml", "[gateway]\nhttp_adr = \"127.0.0.1:1\"\n")?;
-            let err = Config::load(Some(Path::new("custom.toml"))).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("custom.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("http_adr"), "{err}");
             assert!(err.contains("custom.toml"), "{err}");
             assert!(err.contains("http_addr"), "allowed keys listed: {err}");

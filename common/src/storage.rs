@@ -57,11 +57,11 @@ impl Bucket {
     }
 
     fn open_local(name: &str, dir: &Path) -> Result<Self> {
-        let storage_err = |reason: String| Error::Config(format!("bucket `{name}` at {}: {reason}", dir.display()));
+        let storage_err = |reason: String| {
+            Error::Config(format!("bucket `{name}` at {}: {reason}", dir.display()))
+        };
         std::fs::create_dir_all(dir).map_err(|e| storage_err(e.to_string()))?;
-        let dir = dir
-            .canonicalize()
-            .map_err(|e| storage_err(e.to_string()))?;
+        let dir = dir.canonicalize().map_err(|e| storage_err(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(&dir)
             .map_err(|source| Error::Storage {
                 bucket: name.to_string(),
@@ -98,12 +98,14 @@ impl Bucket {
             builder = builder.with_access_key_id(&settings.s3_access_key_id);
         }
         if !settings.s3_secret_access_key_ref.is_empty() {
-            builder = builder.with_secret_access_key(resolve_secret(&settings.s3_secret_access_key_ref)?);
+            builder =
+                builder.with_secret_access_key(resolve_secret(&settings.s3_secret_access_key_ref)?);
         }
-        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(|source| Error::Storage {
-            bucket: name.to_string(),
-            source,
-        })?);
+        let s3: Arc<dyn ObjectStore> =
+            Arc::new(builder.build().map_err(|source| Error::Storage {
+                bucket: name.to_string(),
+                source,
+            })?);
         let prefix = prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::clone(&s3)
@@ -171,7 +173,8 @@ pub fn resolve_secret(reference: &str) -> Result<String> {
     if let Some(var) = reference.strip_prefix("env:") {
         std::env::var(var).map_err(|_| fail(format!("environment variable {var} is not set")))
     } else if let Some(path) = reference.strip_prefix("file:") {
-        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {path}: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {path}: {e}")))?;
         Ok(text.lines().next().unwrap_or_default().trim().to_string())
     } else {
         Err(fail("use env:VAR or file:PATH".to_string()))
@@ -186,7 +189,12 @@ mod tests {
     #[test]
     fn local_bucket_urls_are_absolute_file_urls() {
         let dir = tempfile::tempdir().unwrap();
-        let bucket = Bucket::open(PRIMARY_BUCKET, dir.path().to_str().unwrap(), &StorageConfig::default()).unwrap();
+        let bucket = Bucket::open(
+            PRIMARY_BUCKET,
+            dir.path().to_str().unwrap(),
+            &StorageConfig::default(),
+        )
+        .unwrap();
         let url = bucket.url_of("tables/t/a.parquet");
         assert!(url.starts_with("file:///"), "{url}");
         assert!(url.ends_with("/tables/t/a.parquet"), "{url}");
@@ -201,7 +209,10 @@ mod tests {
     #[test]
     fn secret_refs() {
         std::env::set_var("LAKEHOUSE_TEST_SECRET", "s3cr3t");
-        assert_eq!(resolve_secret("env:LAKEHOUSE_TEST_SECRET").unwrap(), "s3cr3t");
+        assert_eq!(
+            resolve_secret("env:LAKEHOUSE_TEST_SECRET").unwrap(),
+            "s3cr3t"
+        );
         assert!(resolve_secret("plain").is_err());
     }
 }

@@ -52,7 +52,11 @@ pub async fn query(uri: &str, sql: &str) -> Result<Vec<RecordBatch>, ClientError
 /// tonic wraps the server's message in transport details; keep the message.
 fn clean(message: String) -> String {
     match message.split_once("message: \"") {
-        Some((_, rest)) => rest.split("\", details").next().unwrap_or(rest).replace("\\\"", "\""),
+        Some((_, rest)) => rest
+            .split("\", details")
+            .next()
+            .unwrap_or(rest)
+            .replace("\\\"", "\""),
         None => message,
     }
 }

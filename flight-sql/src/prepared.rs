@@ -33,7 +33,13 @@ impl PreparedStatements {
                 map.remove(&victim);
             }
         }
-        map.insert(handle.clone(), Prepared { sql, parameters: None });
+        map.insert(
+            handle.clone(),
+            Prepared {
+                sql,
+                parameters: None,
+            },
+        );
         handle
     }
 
@@ -57,6 +63,8 @@ impl PreparedStatements {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Handle, Prepared>> {
         // A panic while holding the lock leaves the map intact; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -68,7 +68,11 @@ impl LakehouseFlightSql {
     }
 
     /// Plans a prepared statement with one row of its bound parameters.
-    async fn plan_bound(&self, prepared: &Prepared, row: Option<usize>) -> Result<DataFrame, Status> {
+    async fn plan_bound(
+        &self,
+        prepared: &Prepared,
+        row: Option<usize>,
+    ) -> Result<DataFrame, Status> {
         let frame = self.plan(&prepared.sql).await?;
         match (&prepared.parameters, row) {
             (Some(params), Some(row)) => {
@@ -146,12 +150,20 @@ fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     let mut fields: Vec<(usize, Field)> = types
         .into_iter()
         .map(|(name, ty)| {
-            let position = name.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX);
-            (position, Field::new(name, ty.unwrap_or(DataType::Null), true))
+            let position = name
+                .trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX);
+            (
+                position,
+                Field::new(name, ty.unwrap_or(DataType::Null), true),
+            )
         })
         .collect();
     fields.sort_by_key(|(position, _)| *position);
-    Ok(Schema::new(fields.into_iter().map(|(_, f)| f).collect::<Vec<_>>()))
+    Ok(Schema::new(
+        fields.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+    ))
 }
 
 const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
@@ -169,7 +181,9 @@ impl FlightSqlService for LakehouseFlightSql {
             protocol_version: 0,
             payload: Default::default(),
         };
-        Ok(Response::new(Box::pin(stream::once(async { Ok(response) }))))
+        Ok(Response::new(Box::pin(stream::once(async {
+            Ok(response)
+        }))))
     }
 
     #[instrument(skip_all, fields(sql = %query.query))]
@@ -269,7 +283,11 @@ impl FlightSqlService for LakehouseFlightSql {
         let prepared = self.prepared(&cmd.prepared_statement_handle)?;
         let row = prepared.parameters.as_ref().map(|_| 0);
         let frame = self.plan_bound(&prepared, row).await?;
-        flight_info(&frame_schema(&frame), cmd.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &frame_schema(&frame),
+            cmd.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     /// Every row of bound parameters runs the statement once; results follow one another.
@@ -287,10 +305,11 @@ impl FlightSqlService for LakehouseFlightSql {
         for row in rows {
             frames.push(self.plan_bound(&prepared, row).await?);
         }
-        let schema = frames.first().map(frame_schema).unwrap_or_else(|| Arc::new(Schema::empty()));
-        let batches = stream::iter(frames)
-            .then(execute)
-            .try_flatten();
+        let schema = frames
+            .first()
+            .map(frame_schema)
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        let batches = stream::iter(frames).then(execute).try_flatten();
         Ok(encode(schema, Box::pin(batches)))
     }
 
@@ -299,8 +318,12 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let schema = query.into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_catalogs(
@@ -319,7 +342,11 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_schemas(
@@ -339,7 +366,11 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_tables(
@@ -353,7 +384,13 @@ impl FlightSqlService for LakehouseFlightSql {
                 continue;
             };
             builder
-                .append(CATALOG_NAME, DEFAULT_SCHEMA, &table.name, "TABLE", &version.schema)
+                .append(
+                    CATALOG_NAME,
+                    DEFAULT_SCHEMA,
+                    &table.name,
+                    "TABLE",
+                    &version.schema,
+                )
                 .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
         }
         encode_batch(builder.build())
@@ -364,8 +401,12 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let schema = query.into_builder().schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_table_types(
@@ -385,9 +426,15 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = SQL_INFO.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let info = SQL_INFO
+            .as_ref()
+            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
         let schema = query.clone().into_builder(info).schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_sql_info(
@@ -395,7 +442,9 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let info = SQL_INFO.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let info = SQL_INFO
+            .as_ref()
+            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
         encode_batch(query.into_builder(info).build())
     }
 
@@ -404,9 +453,15 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let types = XDBC_TYPES.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
-        let schema = query.clone().into_builder(types).schema();
-        flight_info(&schema, query.as_any().encode_to_vec(), request.into_inner())
+        let types = XDBC_TYPES
+            .as_ref()
+            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let schema = query.into_builder(types).schema();
+        flight_info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
     async fn do_get_xdbc_type_info(
@@ -414,7 +469,9 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetXdbcTypeInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let types = XDBC_TYPES.as_ref().map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
+        let types = XDBC_TYPES
+            .as_ref()
+            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
         encode_batch(query.into_builder(types).build())
     }
 

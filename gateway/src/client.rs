@@ -16,7 +16,11 @@ pub enum ClientError {
     Connect { server: String, detail: String },
 
     #[error("{detail}")]
-    Server { status: u16, error: String, detail: String },
+    Server {
+        status: u16,
+        error: String,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +73,12 @@ impl GatewayClient {
         if status.is_success() {
             return Ok(body);
         }
-        let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let text = |k: &str| {
+            body.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         Err(ClientError::Server {
             status: status.as_u16(),
             error: text("error"),

@@ -60,7 +60,10 @@ async fn run(
             OTHER_PARAMS.join(", ")
         )));
     }
-    let filename = params.get("filename").cloned().unwrap_or_else(|| "upload".to_string());
+    let filename = params
+        .get("filename")
+        .cloned()
+        .unwrap_or_else(|| "upload".to_string());
     let format = match params.get("format") {
         Some(f) => Format::from_str(f).map_err(Error::BadRequest)?,
         None => Format::from_path(std::path::Path::new(&filename)).ok_or_else(|| {
@@ -132,7 +135,12 @@ fn metadata_from_params(
         }
         .into());
     }
-    let get = |k: &str| params.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
     let sensitivity = Sensitivity::from_str(&get("sensitivity")).map_err(Error::BadRequest)?;
     let freshness_sla = get("freshness_sla");
     humantime::parse_duration(&freshness_sla).map_err(|e| {

@@ -62,7 +62,10 @@ impl Metrics {
 
 pub(crate) async fn render(State(state): State<GatewayState>) -> Response {
     (
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()
@@ -77,12 +80,18 @@ pub struct CounterFn {
 
 impl std::fmt::Debug for CounterFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CounterFn").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("CounterFn")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl CounterFn {
-    pub fn new(name: &'static str, help: &'static str, read: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
         Self {
             name,
             help,
@@ -98,7 +107,8 @@ impl prometheus_client::collector::Collector for CounterFn {
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
         let counter = prometheus_client::metrics::counter::ConstCounter::new((self.read)());
-        let metric_encoder = encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
+        let metric_encoder =
+            encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
         counter.encode(metric_encoder)
     }
 }

@@ -6,10 +6,7 @@ pub enum Error {
     Name(#[from] lakehouse_common::Error),
 
     #[error("table `{table}` needs metadata before anything is written; missing: {}", missing.join(", "))]
-    MissingMetadata {
-        table: String,
-        missing: Vec<String>,
-    },
+    MissingMetadata { table: String, missing: Vec<String> },
 
     #[error("table `{table}` already exists (version {version}); choose a mode: `append` to add these rows, or `replace` to make them the whole table")]
     ModeRequired { table: String, version: u64 },

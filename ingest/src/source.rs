@@ -111,7 +111,8 @@ impl SourceFile {
     /// The rows; parse errors name the file, line and column.
     pub fn into_batches(self) -> impl Iterator<Item = Result<RecordBatch>> + Send {
         let name = self.name;
-        self.batches.map(move |batch| batch.map_err(|e| parse_error(&name, e)))
+        self.batches
+            .map(move |batch| batch.map_err(|e| parse_error(&name, e)))
     }
 }
 
@@ -149,9 +150,11 @@ fn open_csv(
     let reader = arrow_csv::ReaderBuilder::new(Arc::clone(&schema))
         .with_format(format)
         .with_batch_size(BATCH_ROWS)
-        .build(BufReader::new(file.try_clone().map_err(|error| Error::Io {
-            source_name: name.to_string(),
-            error,
+        .build(BufReader::new(file.try_clone().map_err(|error| {
+            Error::Io {
+                source_name: name.to_string(),
+                error,
+            }
         })?))
         .map_err(|e| parse_error(name, e))?;
     Ok((schema, Box::new(reader)))
@@ -165,7 +168,10 @@ fn open_json(
     let (inferred, rows) = arrow_json::reader::infer_json_schema(BufReader::new(&mut *file), None)
         .map_err(|e| parse_error(name, e))?;
     if rows == 0 {
-        return Err(bad(name, "the file holds no JSON records; nothing to ingest"));
+        return Err(bad(
+            name,
+            "the file holds no JSON records; nothing to ingest",
+        ));
     }
     let schema = match table_schema {
         Some(table) => table,
@@ -177,9 +183,11 @@ fn open_json(
     })?;
     let reader = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(BATCH_ROWS)
-        .build(BufReader::new(file.try_clone().map_err(|error| Error::Io {
-            source_name: name.to_string(),
-            error,
+        .build(BufReader::new(file.try_clone().map_err(|error| {
+            Error::Io {
+                source_name: name.to_string(),
+                error,
+            }
         })?))
         .map_err(|e| parse_error(name, e))?;
     Ok((schema, Box::new(reader)))
@@ -189,7 +197,10 @@ fn open_parquet(file: File, name: &str) -> Result<(SchemaRef, BatchIter)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| bad(name, &format!("not a readable Parquet file: {e}")))?;
     if builder.metadata().file_metadata().num_rows() == 0 {
-        return Err(bad(name, "the Parquet file holds no rows; nothing to ingest"));
+        return Err(bad(
+            name,
+            "the Parquet file holds no rows; nothing to ingest",
+        ));
     }
     let schema = Arc::new(Schema::new(builder.schema().fields().clone()));
     let reader = builder
@@ -198,9 +209,8 @@ fn open_parquet(file: File, name: &str) -> Result<(SchemaRef, BatchIter)> {
         .map_err(|e| bad(name, &format!("not a readable Parquet file: {e}")))?;
     let schema_for_batches = Arc::clone(&schema);
     // Drop file-level metadata so every batch carries exactly the table schema.
-    let batches = reader.map(move |batch| {
-        batch.and_then(|b| b.with_schema(Arc::clone(&schema_for_batches)))
-    });
+    let batches =
+        reader.map(move |batch| batch.and_then(|b| b.with_schema(Arc::clone(&schema_for_batches))));
     Ok((schema, Box::new(batches)))
 }
 

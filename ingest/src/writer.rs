@@ -106,13 +106,19 @@ impl TableWriter {
         request: WriteRequest,
     ) -> Result<WriteSummary> {
         let prepared = self.prepare(&request)?;
-        let (path, name, table_schema) = (path.to_path_buf(), source_name.to_string(), prepared.table_schema.clone());
-        let source = tokio::task::spawn_blocking(move || SourceFile::open(&path, &name, format, table_schema))
-            .await
-            .map_err(|e| Error::Write {
-                table: request.table.clone(),
-                detail: format!("reader thread failed: {e}"),
-            })??;
+        let (path, name, table_schema) = (
+            path.to_path_buf(),
+            source_name.to_string(),
+            prepared.table_schema.clone(),
+        );
+        let source = tokio::task::spawn_blocking(move || {
+            SourceFile::open(&path, &name, format, table_schema)
+        })
+        .await
+        .map_err(|e| Error::Write {
+            table: request.table.clone(),
+            detail: format!("reader thread failed: {e}"),
+        })??;
         let schema = source.schema();
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let reader = tokio::task::spawn_blocking(move || {
@@ -139,7 +145,10 @@ impl TableWriter {
         batches: mpsc::Receiver<Result<RecordBatch>>,
     ) -> Result<WriteSummary> {
         let started = Instant::now();
-        let lease = self.catalog.acquire_lease(&request.table, &request.writer).await?;
+        let lease = self
+            .catalog
+            .acquire_lease(&request.table, &request.writer)
+            .await?;
         let lease = Arc::new(Mutex::new(lease));
         let renewer = self.spawn_renewer(Arc::clone(&lease));
         let mut files = Vec::new();
@@ -180,7 +189,12 @@ impl TableWriter {
                     schema,
                     elapsed: started.elapsed(),
                 };
-                info!(version = summary.version, rows, files = summary.files, "committed");
+                info!(
+                    version = summary.version,
+                    rows,
+                    files = summary.files,
+                    "committed"
+                );
                 Ok(summary)
             }
             Err(e) => {
@@ -236,9 +250,13 @@ impl TableWriter {
             }
             if current.is_none() {
                 let key = format!("tables/{table}/data/{write_id}-{:05}.parquet", files.len());
-                let sink = ParquetObjectWriter::new(Arc::clone(bucket.store()), ObjectPath::from(key.as_str()));
-                let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props.clone()))
-                    .map_err(write_err)?;
+                let sink = ParquetObjectWriter::new(
+                    Arc::clone(bucket.store()),
+                    ObjectPath::from(key.as_str()),
+                );
+                let writer =
+                    AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props.clone()))
+                        .map_err(write_err)?;
                 // Record the key before writing so a failure can delete what was put.
                 files.push(DataFile {
                     object: bucket.object_ref(key),

@@ -11,7 +11,11 @@ use lakehouse_common::Config;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Parser)]
-#[command(name = "lakehouse", version, about = "A lakehouse: SQL over Flight SQL, ingest with metadata, on object storage")]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "A lakehouse: SQL over Flight SQL, ingest with metadata, on object storage"
+)]
 pub struct Cli {
     /// Config file (default: ./lakehouse.toml when present).
     #[arg(long, global = true, value_name = "PATH")]
@@ -79,7 +83,11 @@ struct IngestArgs {
     #[arg(long)]
     mode: Option<String>,
     /// HTTP address of the server.
-    #[arg(long, env = "LAKEHOUSE_SERVER", default_value = "http://127.0.0.1:3100")]
+    #[arg(
+        long,
+        env = "LAKEHOUSE_SERVER",
+        default_value = "http://127.0.0.1:3100"
+    )]
     server: String,
 }
 
@@ -88,7 +96,11 @@ struct SqlArgs {
     /// The query.
     query: String,
     /// Flight SQL address of the server.
-    #[arg(long, env = "LAKEHOUSE_FLIGHT_SQL", default_value = "grpc://127.0.0.1:3101")]
+    #[arg(
+        long,
+        env = "LAKEHOUSE_FLIGHT_SQL",
+        default_value = "grpc://127.0.0.1:3101"
+    )]
     server: String,
 }
 
@@ -155,9 +167,11 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
     }
 
     let bar = ProgressBar::new(size).with_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(format!("uploading {}", file_name(&args.file)));
     let progress = bar.clone();
@@ -178,7 +192,10 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
         .await;
     bar.finish_and_clear();
     let summary = result?;
-    println!("{}", summary_line(&summary, started.elapsed().as_secs_f64()));
+    println!(
+        "{}",
+        summary_line(&summary, started.elapsed().as_secs_f64())
+    );
     Ok(())
 }
 
@@ -186,7 +203,13 @@ fn summary_line(summary: &serde_json::Value, seconds: f64) -> String {
     let columns = summary["columns"].as_array().cloned().unwrap_or_default();
     let types: Vec<String> = columns
         .iter()
-        .map(|c| format!("{} {}", c["name"].as_str().unwrap_or("?"), c["type"].as_str().unwrap_or("?")))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["type"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     format!(
         "ingested {} rows, {} columns into {} version {} ({}) in {seconds:.2} s; types: {}",

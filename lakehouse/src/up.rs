@@ -22,7 +22,12 @@ use crate::cli::BoxError;
 pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
     let running = start(config).await?;
     if let Some(path) = listen_file {
-        write_listen_file(&path, running.http_addr, running.flight_sql_addr, running.scheduler_addr())?;
+        write_listen_file(
+            &path,
+            running.http_addr,
+            running.flight_sql_addr,
+            running.scheduler_addr(),
+        )?;
     }
     eprintln!(
         "lakehouse is up: HTTP http://{}  Flight SQL grpc://{}  (Ctrl-C to stop)",
@@ -67,8 +72,18 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, BoxError> {
-    let bucket = Bucket::open(PRIMARY_BUCKET, &config.primary_bucket_location(), &config.storage)?;
-    let catalog = Catalog::open(&config.catalog, &config.catalog_dir(), bucket, Arc::new(SystemClock)).await?;
+    let bucket = Bucket::open(
+        PRIMARY_BUCKET,
+        &config.primary_bucket_location(),
+        &config.storage,
+    )?;
+    let catalog = Catalog::open(
+        &config.catalog,
+        &config.catalog_dir(),
+        bucket,
+        Arc::new(SystemClock),
+    )
+    .await?;
 
     let scheduler = lakehouse_scheduler::start(lakehouse_scheduler::SchedulerOptions {
         bind_host: config.scheduler.addr.ip().to_string(),
@@ -100,10 +115,20 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     let jobs = scheduler.job_counts_reader();
     let metrics = Metrics::new(|registry| {
         for (name, help, pick) in [
-            ("scheduler_jobs_submitted", "Jobs handed to the Ballista scheduler", (|c| c.submitted) as fn(lakehouse_scheduler::JobCounts) -> u64),
-            ("scheduler_jobs_completed", "Jobs that finished", |c| c.completed),
+            (
+                "scheduler_jobs_submitted",
+                "Jobs handed to the Ballista scheduler",
+                (|c| c.submitted) as fn(lakehouse_scheduler::JobCounts) -> u64,
+            ),
+            ("scheduler_jobs_completed", "Jobs that finished", |c| {
+                c.completed
+            }),
             ("scheduler_jobs_failed", "Jobs that failed", |c| c.failed),
-            ("scheduler_jobs_cancelled", "Jobs cancelled by a client or the job timeout", |c| c.cancelled),
+            (
+                "scheduler_jobs_cancelled",
+                "Jobs cancelled by a client or the job timeout",
+                |c| c.cancelled,
+            ),
         ] {
             let jobs = jobs.clone();
             registry.register_collector(Box::new(CounterFn::new(name, help, move || pick(jobs()))));
@@ -121,8 +146,12 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         max_ingest_bytes: config.gateway.max_ingest_bytes,
     };
 
-    let http = TcpListener::bind(config.gateway.http_addr).await.map_err(|e| bind_error("gateway.http_addr", config.gateway.http_addr, e))?;
-    let flight = TcpListener::bind(config.flight_sql.addr).await.map_err(|e| bind_error("flight_sql.addr", config.flight_sql.addr, e))?;
+    let http = TcpListener::bind(config.gateway.http_addr)
+        .await
+        .map_err(|e| bind_error("gateway.http_addr", config.gateway.http_addr, e))?;
+    let flight = TcpListener::bind(config.flight_sql.addr)
+        .await
+        .map_err(|e| bind_error("flight_sql.addr", config.flight_sql.addr, e))?;
     let (http_addr, flight_addr) = (http.local_addr()?, flight.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_rx_http = stop_rx.clone();
@@ -133,7 +162,8 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     });
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone());
     let flight_task = tokio::spawn(async move {
-        if let Err(e) = lakehouse_flight_sql::serve(flight, flight_service, stopped(stop_rx)).await {
+        if let Err(e) = lakehouse_flight_sql::serve(flight, flight_service, stopped(stop_rx)).await
+        {
             tracing::error!(error = %e, "Flight SQL stopped");
         }
     });
@@ -158,7 +188,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 /// Written via a temp file and a rename so a reader never sees half of it.
-fn write_listen_file(path: &std::path::Path, http: SocketAddr, flight: SocketAddr, scheduler: SocketAddr) -> std::io::Result<()> {
+fn write_listen_file(
+    path: &std::path::Path,
+    http: SocketAddr,
+    flight: SocketAddr,
+    scheduler: SocketAddr,
+) -> std::io::Result<()> {
     let body = serde_json::json!({
         "http": http.to_string(),
         "flight_sql": flight.to_string(),

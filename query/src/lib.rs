@@ -38,7 +38,9 @@ impl Error {
 pub fn datafusion_error_kind(error: &datafusion::error::DataFusionError) -> ErrorKind {
     use datafusion::error::DataFusionError as E;
     match error.find_root() {
-        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => ErrorKind::InvalidInput,
+        E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) => {
+            ErrorKind::InvalidInput
+        }
         E::ResourcesExhausted(_) => ErrorKind::TooLarge,
         E::ObjectStore(_) | E::IoError(_) => ErrorKind::Unavailable,
         E::ArrowError(..)
@@ -81,13 +83,17 @@ impl QueryEngine {
             0 => task_slots.max(1),
             n => n,
         };
-        let config = lakehouse_scheduler::ballista_session_config(partitions, settings.prefer_hash_join)
-            .with_information_schema(true)
-            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
-            .with_create_default_catalog_and_schema(false)
-            // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.
-            .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
-            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        let config =
+            lakehouse_scheduler::ballista_session_config(partitions, settings.prefer_hash_join)
+                .with_information_schema(true)
+                .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+                .with_create_default_catalog_and_schema(false)
+                // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.
+                .set_bool(
+                    "datafusion.execution.parquet.schema_force_view_types",
+                    false,
+                )
+                .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
         let ctx = lakehouse_scheduler::remote_context(scheduler_url, config)
             .await
             .map_err(|e| Error::Scheduler {
@@ -95,7 +101,10 @@ impl QueryEngine {
                 detail: e.to_string(),
             })?;
         register_bucket(&ctx, catalog.bucket());
-        ctx.register_catalog(CATALOG_NAME, Arc::new(LakehouseCatalogProvider::new(catalog)));
+        ctx.register_catalog(
+            CATALOG_NAME,
+            Arc::new(LakehouseCatalogProvider::new(catalog)),
+        );
         Ok(Self { ctx })
     }
 

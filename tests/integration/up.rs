@@ -24,7 +24,10 @@ async fn queries_run_as_ballista_jobs() -> Result<(), BoxError> {
     let before = up.running.job_counts().submitted;
     assert_eq!(count(&up, "SELECT count(*) FROM candidates").await?, rows);
     let odd_phones = "SELECT count(*) FROM candidates WHERE phone IS NULL OR phone = 'N/A'";
-    assert!(count(&up, odd_phones).await? > 0, "phone is a string column with N/A and NULLs");
+    assert!(
+        count(&up, odd_phones).await? > 0,
+        "phone is a string column with N/A and NULLs"
+    );
     let after = up.running.job_counts().submitted;
     assert!(after >= before + 2, "jobs before {before}, after {after}");
     assert_eq!(up.running.job_counts().failed, 0);

@@ -50,11 +50,17 @@ impl TestUp {
 
 /// The demo files shipped in `examples/`.
 pub fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
 }
 
 /// Ingests an example CSV with complete metadata.
-pub async fn ingest_example(up: &TestUp, file: &str, table: &str) -> Result<serde_json::Value, BoxError> {
+pub async fn ingest_example(
+    up: &TestUp,
+    file: &str,
+    table: &str,
+) -> Result<serde_json::Value, BoxError> {
     let client = lakehouse_gateway::client::GatewayClient::new(&up.http_url());
     let params: Vec<(&str, String)> = vec![
         ("owner", "staffing-ops".into()),
@@ -65,5 +71,7 @@ pub async fn ingest_example(up: &TestUp, file: &str, table: &str) -> Result<serd
         ("tags", "demo,staffing".into()),
         ("filename", file.into()),
     ];
-    Ok(client.ingest(&example(file), table, &params, Arc::new(|_| {})).await?)
+    Ok(client
+        .ingest(&example(file), table, &params, Arc::new(|_| {}))
+        .await?)
 }
