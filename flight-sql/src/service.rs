@@ -134,6 +134,25 @@ fn flight_info(
     Ok(Response::new(info))
 }
 
+/// FlightInfo of a metadata command: its ticket is the command itself.
+fn command_info(
+    schema: &Schema,
+    command: &impl ProstMessageExt,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    flight_info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )
+}
+
+/// Static metadata tables are built once; a build error is a bug of ours.
+fn built<T>(data: &'static Result<T, FlightError>) -> Result<&'static T, Status> {
+    data.as_ref()
+        .map_err(|e| status(ErrorKind::Internal, e.to_string()))
+}
+
 fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
@@ -318,12 +337,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query.into_builder().schema(), &query, request)
     }
 
     async fn do_get_catalogs(
@@ -341,12 +355,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query.clone().into_builder().schema(), &query, request)
     }
 
     async fn do_get_schemas(
@@ -365,12 +374,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query.clone().into_builder().schema(), &query, request)
     }
 
     async fn do_get_tables(
@@ -401,12 +405,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.into_builder().schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        command_info(&query.into_builder().schema(), &query, request)
     }
 
     async fn do_get_table_types(
@@ -426,14 +425,10 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = SQL_INFO
-            .as_ref()
-            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
-        let schema = query.clone().into_builder(info).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        command_info(
+            &query.clone().into_builder(built(&SQL_INFO)?).schema(),
+            &query,
+            request,
         )
     }
 
@@ -442,10 +437,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let info = SQL_INFO
-            .as_ref()
-            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
-        encode_batch(query.into_builder(info).build())
+        encode_batch(query.into_builder(built(&SQL_INFO)?).build())
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -453,14 +445,10 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let types = XDBC_TYPES
-            .as_ref()
-            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
-        let schema = query.into_builder(types).schema();
-        flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
+        command_info(
+            &query.into_builder(built(&XDBC_TYPES)?).schema(),
+            &query,
+            request,
         )
     }
 
@@ -469,10 +457,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandGetXdbcTypeInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let types = XDBC_TYPES
-            .as_ref()
-            .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
-        encode_batch(query.into_builder(types).build())
+        encode_batch(query.into_builder(built(&XDBC_TYPES)?).build())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -143,19 +143,10 @@ fn open_csv(
         }
         None => Arc::new(inferred),
     };
-    file.seek(SeekFrom::Start(0)).map_err(|error| Error::Io {
-        source_name: name.to_string(),
-        error,
-    })?;
     let reader = arrow_csv::ReaderBuilder::new(Arc::clone(&schema))
         .with_format(format)
         .with_batch_size(BATCH_ROWS)
-        .build(BufReader::new(file.try_clone().map_err(|error| {
-            Error::Io {
-                source_name: name.to_string(),
-                error,
-            }
-        })?))
+        .build(rewind(file, name)?)
         .map_err(|e| parse_error(name, e))?;
     Ok((schema, Box::new(reader)))
 }
@@ -177,18 +168,9 @@ fn open_json(
         Some(table) => table,
         None => Arc::new(inferred),
     };
-    file.seek(SeekFrom::Start(0)).map_err(|error| Error::Io {
-        source_name: name.to_string(),
-        error,
-    })?;
     let reader = arrow_json::ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(BATCH_ROWS)
-        .build(BufReader::new(file.try_clone().map_err(|error| {
-            Error::Io {
-                source_name: name.to_string(),
-                error,
-            }
-        })?))
+        .build(rewind(file, name)?)
         .map_err(|e| parse_error(name, e))?;
     Ok((schema, Box::new(reader)))
 }
@@ -212,6 +194,16 @@ fn open_parquet(file: File, name: &str) -> Result<(SchemaRef, BatchIter)> {
     let batches =
         reader.map(move |batch| batch.and_then(|b| b.with_schema(Arc::clone(&schema_for_batches))));
     Ok((schema, Box::new(batches)))
+}
+
+/// Inference read the file once; read it again from the start.
+fn rewind(file: &mut File, name: &str) -> Result<BufReader<File>> {
+    let io = |error| Error::Io {
+        source_name: name.to_string(),
+        error,
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    Ok(BufReader::new(file.try_clone().map_err(io)?))
 }
 
 fn check_unique_columns(name: &str, schema: &Schema) -> Result<()> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
@@ -85,11 +86,27 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     )
     .await?;
 
+    // Scheduler (planning: file listing, footers) and executor (scans) read the bucket too.
+    let (bucket_url, bucket_store) = catalog.bucket().engine_registration();
+    let runtime_for = move |work_dir: PathBuf| {
+        let (url, store) = (bucket_url.clone(), Arc::clone(&bucket_store));
+        move || -> datafusion::error::Result<Arc<RuntimeEnv>> {
+            let env = RuntimeEnvBuilder::new()
+                .with_temp_file_path(work_dir.clone())
+                .build()?;
+            env.register_object_store(&url, Arc::clone(&store));
+            Ok(Arc::new(env))
+        }
+    };
+    let scheduler_runtime = runtime_for(config.node.data_dir.join("scheduler"))()?;
+    let executor_runtime = runtime_for(config.executor_work_dir());
+
     let scheduler = lakehouse_scheduler::start(lakehouse_scheduler::SchedulerOptions {
         bind_host: config.scheduler.addr.ip().to_string(),
         port: config.scheduler.addr.port(),
         advertise_host: config.scheduler.addr.ip().to_string(),
         job_timeout: Duration::from_secs(config.scheduler.job_timeout_secs),
+        runtime_env: Some(scheduler_runtime),
         ..Default::default()
     })
     .await?;
@@ -101,6 +118,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         scheduler_addr: scheduler.addr(),
         concurrent_tasks: config.executor.concurrent_tasks,
         work_dir: config.executor_work_dir(),
+        runtime_producer: Some(Arc::new(move |_| executor_runtime())),
         ..Default::default()
     })
     .await?;

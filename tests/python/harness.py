@@ -133,7 +133,9 @@ def inherited_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE__") and k not in drop}
 
 
-def server_env(data_dir: Path) -> dict[str, str]:
+def server_env(data_dir: Path, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The environment of `lakehouse up`: every address on 127.0.0.1 port 0, then `extra`
+    (e.g. LAKEHOUSE__STORAGE__* settings) over it."""
     env = inherited_env()
     env.update(
         {
@@ -147,15 +149,18 @@ def server_env(data_dir: Path) -> dict[str, str]:
             "NO_COLOR": "1",
         }
     )
+    env.update(extra or {})
     return env
 
 
 class LakehouseServer:
-    """One `lakehouse up` process on a data dir of its own; restartable on the same dir."""
+    """One `lakehouse up` process on a data dir of its own; restartable on the same dir.
+    `env`: extra environment for every start of the server (see `server_env`)."""
 
-    def __init__(self, binary: Path, base_dir: Path, name: str = "server"):
+    def __init__(self, binary: Path, base_dir: Path, name: str = "server", env: Optional[dict[str, str]] = None):
         self.binary = binary
         self.name = name
+        self.extra_env = dict(env or {})
         self.base_dir = base_dir
         self.data_dir = base_dir / "data"
         self.listen_file = base_dir / "listen.json"
@@ -207,7 +212,7 @@ class LakehouseServer:
             self.proc = subprocess.Popen(
                 [str(self.binary), "up", "--listen-file", str(self.listen_file)],
                 cwd=self.base_dir,
-                env=server_env(self.data_dir),
+                env=server_env(self.data_dir, self.extra_env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
