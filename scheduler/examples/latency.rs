@@ -59,27 +59,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let pooled = remote_context(scheduler.url(), ballista_session_config(cores, true)).await?;
 
-    println!("{reps} repetitions of `{QUERY}` on {ROWS} rows, {cores} cores");
-    for (name, ctx) in [
+    let contexts = [
         ("in-process DataFusion", &local),
         (
             "Ballista remote_with_state (new connections per query)",
             &stock,
         ),
         ("lakehouse remote_context (pooled connections)", &pooled),
-    ] {
+    ];
+    for (_, ctx) in contexts {
         ctx.register_parquet("t", file, ParquetReadOptions::default())
             .await?;
-        let mut times = Vec::with_capacity(reps);
-        for i in 0..reps + 2 {
+    }
+    println!("{reps} repetitions of `{QUERY}` on {ROWS} rows, {cores} cores (interleaved)");
+    // Round-robin over the contexts so that load changes hit all alike; the
+    // first two rounds warm caches and connections.
+    let mut times = vec![Vec::with_capacity(reps); contexts.len()];
+    for round in 0..reps + 2 {
+        for (i, (_, ctx)) in contexts.iter().enumerate() {
             let started = Instant::now();
             let batches = ctx.sql(QUERY).await?.collect().await?;
             let elapsed = started.elapsed();
             check(&batches)?;
-            if i >= 2 {
-                times.push(elapsed); // the first two warm caches and connections
+            if round >= 2 {
+                times[i].push(elapsed);
             }
         }
+    }
+    for ((name, _), mut times) in contexts.iter().zip(times) {
         times.sort();
         println!(
             "{name:>58}: p50 {:>8.2?}  min {:>8.2?}  max {:>8.2?}",
