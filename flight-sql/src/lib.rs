@@ -6,6 +6,7 @@ pub mod client;
 mod error;
 mod info;
 mod placeholders;
+mod planned;
 mod prepared;
 mod service;
 

@@ -36,6 +36,7 @@ use tracing::instrument;
 use crate::error::{from_datafusion, from_query, invalid, status};
 use crate::info::{SQL_INFO, XDBC_TYPES};
 use crate::placeholders::number_placeholders;
+use crate::planned::PlannedStatements;
 use crate::prepared::{Prepared, PreparedStatements};
 
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -46,6 +47,7 @@ pub struct LakehouseFlightSql {
     engine: QueryEngine,
     catalog: Catalog,
     prepared: PreparedStatements,
+    planned: PlannedStatements,
 }
 
 impl std::fmt::Debug for LakehouseFlightSql {
@@ -60,6 +62,7 @@ impl LakehouseFlightSql {
             engine,
             catalog,
             prepared: PreparedStatements::default(),
+            planned: PlannedStatements::default(),
         }
     }
 
@@ -212,11 +215,12 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let frame = self.plan(&number_placeholders(&query.query)).await?;
+        let schema = frame_schema(&frame);
         let ticket = TicketStatementQuery {
-            statement_handle: query.query.into_bytes().into(),
+            statement_handle: self.planned.insert(&query.query, frame).into(),
         };
         flight_info(
-            &frame_schema(&frame),
+            &schema,
             ticket.as_any().encode_to_vec(),
             request.into_inner(),
         )
@@ -227,9 +231,11 @@ impl FlightSqlService for LakehouseFlightSql {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let sql = String::from_utf8(ticket.statement_handle.to_vec())
-            .map_err(|_| invalid("statement ticket is not UTF-8 SQL"))?;
-        let frame = self.plan(&number_placeholders(&sql)).await?;
+        let frame = match self.planned.take(&ticket.statement_handle) {
+            Ok(frame) => frame,
+            Err(Some(sql)) => self.plan(&number_placeholders(&sql)).await?,
+            Err(None) => return Err(invalid("statement ticket is malformed")),
+        };
         let schema = frame_schema(&frame);
         Ok(encode(schema, execute(frame).await?))
     }

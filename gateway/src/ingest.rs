@@ -49,6 +49,45 @@ async fn run(
     params: HashMap<String, String>,
     body: Body,
 ) -> Result<Json<Value>> {
+    let (request, format, filename) = match check(state, table, &params) {
+        Ok(checked) => checked,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
+    let spooled = spool(state, body).await?;
+    let result = state
+        .writer
+        .ingest_file(spooled.path(), &filename, format, request)
+        .await;
+    drop(spooled);
+    let summary = result?;
+    state.metrics.ingest_rows.inc_by(summary.rows);
+    let columns: Vec<Value> = summary
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
+        .collect();
+    Ok(Json(json!({
+        "table": summary.table,
+        "version": summary.version,
+        "mode": summary.mode,
+        "rows": summary.rows,
+        "columns": columns,
+        "files": summary.files,
+        "bytes": summary.bytes,
+        "seconds": summary.elapsed.as_secs_f64(),
+    })))
+}
+
+/// Everything that can be refused before the body is read.
+fn check(
+    state: &GatewayState,
+    table: String,
+    params: &HashMap<String, String>,
+) -> Result<(WriteRequest, Format, String)> {
     validate_identifier("table name", &table).map_err(lakehouse_ingest::Error::from)?;
     if let Some(unknown) = params
         .keys()
@@ -78,7 +117,7 @@ async fn run(
         .transpose()
         .map_err(Error::BadRequest)?;
     let exists = state.catalog.table(&table).is_some();
-    let metadata = metadata_from_params(&table, &params, !exists)?;
+    let metadata = metadata_from_params(&table, params, !exists)?;
     let request = WriteRequest {
         table,
         mode,
@@ -87,31 +126,7 @@ async fn run(
     };
     // Refuse a wrong mode before receiving a possibly large body.
     state.writer.prepare(&request)?;
-
-    let spooled = spool(state, body).await?;
-    let result = state
-        .writer
-        .ingest_file(spooled.path(), &filename, format, request)
-        .await;
-    drop(spooled);
-    let summary = result?;
-    state.metrics.ingest_rows.inc_by(summary.rows);
-    let columns: Vec<Value> = summary
-        .schema
-        .fields()
-        .iter()
-        .map(|f| json!({ "name": f.name(), "type": f.data_type().to_string() }))
-        .collect();
-    Ok(Json(json!({
-        "table": summary.table,
-        "version": summary.version,
-        "mode": summary.mode,
-        "rows": summary.rows,
-        "columns": columns,
-        "files": summary.files,
-        "bytes": summary.bytes,
-        "seconds": summary.elapsed.as_secs_f64(),
-    })))
+    Ok((request, format, filename))
 }
 
 /// All six fields are required for a new table; for an existing one, none or all.
@@ -163,6 +178,20 @@ fn metadata_from_params(
         tags,
         metadata_incomplete: false,
     }))
+}
+
+/// Reads and discards what the client still sends (bounded), so it receives the
+/// error response instead of a broken pipe while writing its upload.
+async fn drain(body: Body) {
+    const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
 }
 
 /// A spooled upload, removed when dropped.
