@@ -1,3 +1,4 @@
 //! Integration tests: roles started in-process on loopback ports 0.
 
+mod ballista;
 mod up;

@@ -1,4 +1,4 @@
-//! A scheduler and an executor in this process, on ephemeral ports, running
+//! Ballista wiring alone: a scheduler and an executor in this process, on ephemeral ports, running
 //! queries over a 100k-row Parquet file through `remote_context`.
 
 #![allow(clippy::unwrap_used)]
