@@ -11,6 +11,8 @@ type Handle = Vec<u8>;
 #[derive(Debug, Clone)]
 pub(crate) struct Prepared {
     pub sql: String,
+    /// How many parameters the statement takes, known from planning it once.
+    pub parameter_count: usize,
     /// Bound parameter rows; each row runs the statement once.
     pub parameters: Option<RecordBatch>,
 }
@@ -24,7 +26,7 @@ pub(crate) struct PreparedStatements {
 }
 
 impl PreparedStatements {
-    pub(crate) fn insert(&self, sql: String) -> Handle {
+    pub(crate) fn insert(&self, sql: String, parameter_count: usize) -> Handle {
         let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
         let mut map = self.lock();
         if map.len() >= MAX_PREPARED {
@@ -37,6 +39,7 @@ impl PreparedStatements {
             handle.clone(),
             Prepared {
                 sql,
+                parameter_count,
                 parameters: None,
             },
         );

@@ -248,8 +248,10 @@ impl FlightSqlService for LakehouseFlightSql {
         let sql = number_placeholders(&query.query);
         let frame = self.plan(&sql).await?;
         let dataset_schema = ipc_schema(&frame_schema(&frame))?;
-        let parameter_schema = ipc_schema(&parameter_schema(&frame)?)?;
-        let handle = self.prepared.insert(sql);
+        let parameters = parameter_schema(&frame)?;
+        let parameter_count = parameters.fields().len();
+        let parameter_schema = ipc_schema(&parameters)?;
+        let handle = self.prepared.insert(sql, parameter_count);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema,
@@ -286,11 +288,10 @@ impl FlightSqlService for LakehouseFlightSql {
         };
         let parameters = concat_batches(&first.schema(), &batches)
             .map_err(|e| invalid(format!("bound parameters: {e}")))?;
-        let expected = parameter_schema(&self.plan(&prepared.sql).await?)?;
-        if parameters.num_columns() != expected.fields().len() {
+        if parameters.num_columns() != prepared.parameter_count {
             return Err(invalid(format!(
                 "the statement takes {} parameters but {} were bound",
-                expected.fields().len(),
+                prepared.parameter_count,
                 parameters.num_columns()
             )));
         }
