@@ -1,6 +1,7 @@
 """Fixtures for the Python client tests: real `lakehouse up` processes on port 0.
 
 - `demo_server` (one per test module): a server with examples/*.csv ingested with metadata.
+- `module_server` (one per test module): an empty server; the module ingests its own data.
 - `server_factory` (per test): `server_factory()` starts a fresh server on a data dir of its
   own, for tests that restart, SIGKILL or wipe it. All are stopped when the test ends.
 
@@ -57,6 +58,17 @@ def demo_server(lakehouse_bin: Path, tmp_path_factory: pytest.TempPathFactory, r
     server = _spawn(lakehouse_bin, tmp_path_factory.mktemp(f"demo-{module}"), f"demo server ({module})")
     try:
         server.ingest_demo()
+        yield server
+    finally:
+        _shutdown(server, expect_alive=True)
+
+
+@pytest.fixture(scope="module")
+def module_server(lakehouse_bin: Path, tmp_path_factory: pytest.TempPathFactory, request) -> Iterator[LakehouseServer]:
+    """An empty server shared by one test module, which ingests what it needs."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    server = _spawn(lakehouse_bin, tmp_path_factory.mktemp(f"server-{module}"), f"server ({module})")
+    try:
         yield server
     finally:
         _shutdown(server, expect_alive=True)

@@ -515,13 +515,24 @@ def _sort_key(row: tuple) -> tuple:
     return tuple(key)
 
 
-def same_value(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any, *, rel_tol: float = 1e-9, abs_tol: float = 1e-9) -> bool:
     if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) or (math.isnan(a) and math.isnan(b))
+        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol) or (math.isnan(a) and math.isnan(b))
     return a == b
 
 
-def assert_same_rows(actual: Iterable[tuple], expected: Iterable[tuple], *, ordered: bool, context: str = "") -> None:
+def assert_same_rows(
+    actual: Iterable[tuple],
+    expected: Iterable[tuple],
+    *,
+    ordered: bool,
+    context: str = "",
+    rel_tol: float = 1e-9,
+    abs_tol: float = 1e-9,
+) -> None:
+    """Same rows after `normalise`, in the same order if `ordered`; numbers within `rel_tol`
+    or `abs_tol` (an engine that averages decimals as decimal(p, 6) differs from one that
+    averages them as doubles in the 6th decimal place)."""
     got = [tuple(normalise(v) for v in row) for row in actual]
     want = [tuple(normalise(v) for v in row) for row in expected]
     if not ordered:
@@ -532,7 +543,7 @@ def assert_same_rows(actual: Iterable[tuple], expected: Iterable[tuple], *, orde
     )
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert len(g) == len(w), f"{context}: row {i} has {len(g)} columns, expected {len(w)}"
-        assert all(same_value(x, y) for x, y in zip(g, w, strict=True)), (
+        assert all(same_value(x, y, rel_tol=rel_tol, abs_tol=abs_tol) for x, y in zip(g, w, strict=True)), (
             f"{context}: row {i} differs\n got: {g}\nwant: {w}"
         )
 
