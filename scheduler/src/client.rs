@@ -47,6 +47,7 @@ use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::error::{Error, Result};
+use crate::job::{CancelOnDrop, JobHandle};
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -115,28 +116,29 @@ pub async fn remote_context_with_pool(
 }
 
 /// Cancels a job on a (possibly remote) scheduler; the id comes from
-/// [`RemoteQueryExec::job_id`].
+/// [`JobHandle::job_id`].
 pub async fn cancel_remote_job(scheduler_url: &str, job_id: &str) -> Result<()> {
     let url = normalize_scheduler_url(scheduler_url)?;
-    let pool = ConnectionPool::shared();
+    send_cancel(&ConnectionPool::shared(), &url, job_id).await
+}
+
+pub(crate) async fn send_cancel(pool: &ConnectionPool, url: &str, job_id: &str) -> Result<()> {
+    let unreachable = |reason: String| Error::Unreachable {
+        url: url.to_owned(),
+        reason,
+    };
     let channel = pool
-        .scheduler_channel(&url, &GrpcClientConfig::default(), None)
+        .scheduler_channel(url, &GrpcClientConfig::default(), None)
         .await
-        .map_err(|e| Error::Unreachable {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| unreachable(e.to_string()))?;
     SchedulerGrpcClient::new(channel)
         .cancel_job(CancelJobParams {
             job_id: job_id.to_owned(),
         })
         .await
         .map_err(|status| {
-            pool.forget_scheduler(&url);
-            Error::Unreachable {
-                url,
-                reason: status.to_string(),
-            }
+            pool.forget_scheduler(url);
+            unreachable(status.to_string())
         })?;
     Ok(())
 }
@@ -177,7 +179,7 @@ impl fmt::Debug for ConnectionPool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain maps of cloneable handles: nothing is left half-updated by a panic.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -317,7 +319,8 @@ pub struct RemoteQueryExec {
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
-    job_id: Arc<Mutex<Option<String>>>,
+    /// The plan runs once (one partition), as this job.
+    job: JobHandle,
 }
 
 impl RemoteQueryExec {
@@ -335,6 +338,7 @@ impl RemoteQueryExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
+        let job = JobHandle::new(scheduler_url.clone(), Arc::clone(&pool));
         Self {
             scheduler_url,
             plan,
@@ -344,14 +348,19 @@ impl RemoteQueryExec {
             schema,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
-            job_id: Arc::default(),
+            job,
         }
     }
 
     /// The scheduler's job id once the job has been accepted, for
     /// [`cancel_remote_job`] or `SchedulerHandle::cancel_job`.
     pub fn job_id(&self) -> Option<String> {
-        lock(&self.job_id).clone()
+        self.job.job_id()
+    }
+
+    /// The job this plan runs as: to cancel it from elsewhere.
+    pub fn job(&self) -> JobHandle {
+        self.job.clone()
     }
 }
 
@@ -426,12 +435,17 @@ impl ExecutionPlan for RemoteQueryExec {
             self.scheduler_url.clone(),
             query,
             session_config,
-            Arc::clone(&self.job_id),
+            self.job.clone(),
         );
         let rows = MetricBuilder::new(&self.metrics).output_rows(partition);
+        let cancel_on_drop = CancelOnDrop(self.job.clone());
         let stream = futures::stream::once(job)
             .try_flatten()
-            .inspect_ok(move |batch| rows.add(batch.num_rows()));
+            .inspect_ok(move |batch| {
+                // The stream owns the guard: dropping it before the job ends cancels the job.
+                let _ = &cancel_on_drop;
+                rows.add(batch.num_rows())
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             Arc::clone(&self.schema),
             stream,
@@ -457,7 +471,7 @@ async fn run_job(
     scheduler_url: String,
     query: ExecuteQueryParams,
     session_config: SessionConfig,
-    job_id_slot: Arc<Mutex<Option<String>>>,
+    job: JobHandle,
 ) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
     let ballista_config = session_config.ballista_config();
     let grpc_config = GrpcClientConfig::from(&ballista_config);
@@ -501,11 +515,18 @@ async fn run_job(
             })?;
         let Some(status) = status else { continue };
         if !status.job_id.is_empty() {
-            lock(&job_id_slot).get_or_insert_with(|| status.job_id.clone());
+            job.accepted(&status.job_id).await;
         }
         match status.status {
             None | Some(job_status::Status::Queued(_)) | Some(job_status::Status::Running(_)) => {}
             Some(job_status::Status::Failed(failed)) => {
+                job.ended();
+                if job.is_cancel_requested() {
+                    return Err(DataFusionError::Execution(format!(
+                        "Job {} was cancelled",
+                        status.job_id
+                    )));
+                }
                 return Err(DataFusionError::Execution(format!(
                     "Job {} failed: {}",
                     status.job_id, failed.error
@@ -514,6 +535,7 @@ async fn run_job(
             Some(job_status::Status::Successful(SuccessfulJob {
                 partition_location, ..
             })) => {
+                job.ended();
                 debug!(job_id = %status.job_id, partitions = partition_location.len(), "job finished");
                 let fetch = FetchContext {
                     pool,

@@ -8,6 +8,7 @@
 mod client;
 mod error;
 mod grpc;
+mod job;
 mod metrics;
 mod server;
 
@@ -16,5 +17,6 @@ pub use client::{
     ConnectionPool, RemoteQueryExec,
 };
 pub use error::{Error, Result};
+pub use job::JobHandle;
 pub use metrics::JobCounts;
 pub use server::{start, SchedulerHandle, SchedulerOptions};
