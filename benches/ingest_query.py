@@ -53,12 +53,15 @@ def start_server(binary: str, data_dir: Path) -> tuple[subprocess.Popen, dict]:
     for key in ["GATEWAY__HTTP_ADDR", "FLIGHT_SQL__ADDR", "SCHEDULER__ADDR", "EXECUTOR__ADDR", "EXECUTOR__FLIGHT_ADDR"]:
         env[f"LAKEHOUSE__{key}"] = "127.0.0.1:0"
     env["LAKEHOUSE__NODE__DATA_DIR"] = str(data_dir / "data")
-    proc = subprocess.Popen([binary, "up", "--listen-file", str(listen)], env=env, stderr=subprocess.DEVNULL)
+    log = data_dir / "stderr.log"
+    # cwd: a lakehouse.toml in the caller's directory (the repository's) must not apply.
+    with log.open("wb") as err:
+        proc = subprocess.Popen([binary, "up", "--listen-file", str(listen)], env=env, stderr=err, cwd=data_dir)
     deadline = time.monotonic() + 60
     while not listen.exists():
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
-            raise SystemExit("lakehouse up did not start")
+            raise SystemExit(f"lakehouse up did not start:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.1)
     return proc, json.loads(listen.read_text())
 

@@ -72,7 +72,7 @@ def generate(scale: str, cache: Path) -> Path:
     return out
 
 
-def ingest(binary: str, http: str, data: Path, table: str, scale: str) -> float:
+def ingest(binary: str, http: str, data: Path, table: str, scale: str, cwd: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
         [
@@ -83,6 +83,7 @@ def ingest(binary: str, http: str, data: Path, table: str, scale: str) -> float:
             "--tags", "tpch,benchmark", "--server", f"http://{http}",
         ],
         check=True,
+        cwd=cwd,
         timeout=INGEST_TIMEOUT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -124,7 +125,7 @@ def main() -> None:
         proc, addrs = start_server(args.bin, tmp)
         try:
             for table in TABLES:
-                ingest_s[table] = ingest(args.bin, addrs["http"], data, table, args.scale)
+                ingest_s[table] = ingest(args.bin, addrs["http"], data, table, args.scale, tmp)
                 print(f"ingest {table}: {ingest_s[table]:.2f} s", file=sys.stderr)
 
             tables = tmp / "data" / "bucket" / "tables"
