@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Refusal, Result};
 use crate::model::{
-    CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, WriteMode,
+    CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View, WriteMode,
 };
 use crate::network::NetworkFactory;
 use crate::request::{NodeId, Request, Response, TypeConfig};
@@ -347,7 +347,10 @@ impl Catalog {
                             | Refusal::TableExists { .. }
                             | Refusal::TableNotFound { .. }
                             | Refusal::SchemaMismatch { .. }
-                            | Refusal::MissingMetadata { .. }),
+                            | Refusal::MissingMetadata { .. }
+                            | Refusal::ViewExists { .. }
+                            | Refusal::ViewNotFound { .. }
+                            | Refusal::NameTaken { .. }),
                         ) => return Err(refusal.into()),
                         other @ (Response::Done | Response::Version(_) | Response::Table(_)) => {
                             return Err(unexpected("acquire lease", other))
@@ -368,7 +371,10 @@ impl Catalog {
                 | Refusal::TableExists { .. }
                 | Refusal::TableNotFound { .. }
                 | Refusal::SchemaMismatch { .. }
-                | Refusal::MissingMetadata { .. } => LEASE_POLL,
+                | Refusal::MissingMetadata { .. }
+                | Refusal::ViewExists { .. }
+                | Refusal::ViewNotFound { .. }
+                | Refusal::NameTaken { .. } => LEASE_POLL,
             };
             // Wake on any catalog change (a release), at the lease's expiry, or to re-check the clock.
             let wait = remaining.min(expires_in).min(LEASE_POLL);
@@ -493,6 +499,49 @@ impl Catalog {
                 Err(unexpected("update metadata", other))
             }
         }
+    }
+
+    /// Records `view` (name already validated by the caller's planner); with
+    /// `replace`, an existing view of that name is replaced. Views hold no data,
+    /// so no writer lease is involved: the state machine keeps table and view
+    /// names apart.
+    #[tracing::instrument(skip_all, fields(view = %view.name, replace))]
+    pub async fn create_view(&self, view: View, replace: bool) -> Result<()> {
+        validate_identifier("view name", &view.name)?;
+        let request = Request::CreateView {
+            view,
+            replace,
+            now_ms: self.inner.clock.now_ms(),
+        };
+        self.write_done("create view", request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(view = %name))]
+    pub async fn drop_view(&self, name: &str) -> Result<()> {
+        let request = Request::DropView {
+            name: name.to_string(),
+        };
+        self.write_done("drop view", request).await
+    }
+
+    /// Writes a request whose success is `Done`, then the manifest.
+    async fn write_done(&self, what: &str, request: Request) -> Result<()> {
+        match self.write(request).await? {
+            Response::Done => self.publish().await,
+            Response::Refused(refusal) => Err(refusal.into()),
+            other @ (Response::Lease(_) | Response::Version(_) | Response::Table(_)) => {
+                Err(unexpected(what, other))
+            }
+        }
+    }
+
+    /// All views of the applied state, sorted by name.
+    pub fn views(&self) -> Vec<View> {
+        self.read_state(|s| s.views.values().cloned().collect())
+    }
+
+    pub fn view(&self, name: &str) -> Option<View> {
+        self.read_state(|s| s.views.get(name).cloned())
     }
 
     /// All tables of the applied state, sorted by name.

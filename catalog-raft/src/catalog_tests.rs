@@ -15,7 +15,9 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
 
-use crate::model::{DataFile, Sensitivity, TableCommit, TableMetadata, WriteMode};
+use crate::model::{
+    DataFile, ObjectKind, Sensitivity, TableCommit, TableMetadata, View, WriteMode,
+};
 use crate::{manifest, Catalog, Error};
 
 const START_MS: i64 = 1_700_000_000_000;
@@ -535,6 +537,100 @@ async fn wiped_local_dir_is_restored_from_the_bucket() {
     for key in ["tables/candidates/1.parquet", "tables/contracts/2.parquet"] {
         assert!(exists(catalog.bucket(), key).await, "{key}");
     }
+    catalog.shutdown().await.unwrap();
+}
+
+fn view(name: &str, sql: &str) -> View {
+    View {
+        name: name.to_string(),
+        sql: sql.to_string(),
+        schema: schema(),
+        owner: "analyst".to_string(),
+        created_at_ms: 0,
+    }
+}
+
+#[tokio::test]
+async fn views_share_the_table_namespace_and_come_back_from_the_bucket() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    populate(&catalog).await;
+
+    let v = view("busy", "CREATE VIEW busy AS SELECT id FROM candidates");
+    catalog.create_view(v.clone(), false).await.unwrap();
+    let stored = catalog.view("busy").unwrap();
+    assert_eq!(stored.created_at_ms, START_MS, "leader-stamped");
+    let err = catalog.create_view(v.clone(), false).await.unwrap_err();
+    assert!(matches!(err, Error::ViewExists { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let replaced = view(
+        "busy",
+        "CREATE VIEW busy AS SELECT id, phone FROM candidates",
+    );
+    catalog.create_view(replaced.clone(), true).await.unwrap();
+    assert_eq!(catalog.view("busy").unwrap().sql, replaced.sql);
+
+    // A view cannot take a table's name, nor a new table a view's.
+    let err = catalog
+        .create_view(
+            view("candidates", "CREATE VIEW candidates AS SELECT 1"),
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NameTaken {
+                taken_by: ObjectKind::Table,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("table"), "{err}");
+    let lease = catalog.acquire_lease("busy", "ctas").await.unwrap();
+    let err = catalog
+        .commit(
+            &lease,
+            commit(
+                "busy",
+                WriteMode::Create,
+                schema(),
+                vec![],
+                Some(metadata("ops")),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NameTaken {
+                taken_by: ObjectKind::View,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    catalog.release_lease(&lease).await.unwrap();
+
+    catalog
+        .create_view(view("idle", "CREATE VIEW idle AS SELECT 2"), false)
+        .await
+        .unwrap();
+    catalog.drop_view("idle").await.unwrap();
+    let err = catalog.drop_view("idle").await.unwrap_err();
+    assert!(matches!(err, Error::ViewNotFound { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+
+    let before = catalog.views();
+    assert_eq!(before.len(), 1);
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+    std::fs::remove_dir_all(&env.log_dir).unwrap();
+    let catalog = env.open().await;
+    assert_eq!(catalog.views(), before, "views are in the manifest");
     catalog.shutdown().await.unwrap();
 }
 

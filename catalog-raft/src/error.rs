@@ -3,6 +3,8 @@
 //! and become [`Error`] at the API.
 
 use lakehouse_common::ErrorKind;
+
+use crate::model::ObjectKind;
 use serde::{Deserialize, Serialize};
 
 /// Why the state machine refused a request. Part of the replicated response, so
@@ -39,6 +41,17 @@ pub enum Refusal {
     },
     MissingMetadata {
         table: String,
+    },
+    ViewExists {
+        view: String,
+    },
+    ViewNotFound {
+        view: String,
+    },
+    /// The name is held by an object of the other kind (tables and views share names).
+    NameTaken {
+        name: String,
+        taken_by: ObjectKind,
     },
 }
 
@@ -84,6 +97,15 @@ pub enum Error {
 
     #[error("creating table `{table}` needs its metadata (owner, sensitivity, lineage, freshness SLA, description, tags)")]
     MissingMetadata { table: String },
+
+    #[error("view `{view}` already exists; use CREATE OR REPLACE VIEW to change it")]
+    ViewExists { view: String },
+
+    #[error("view `{view}` does not exist")]
+    ViewNotFound { view: String },
+
+    #[error("`{name}` is already the name of a {taken_by} (tables and views share names); choose another name or drop that {taken_by} first")]
+    NameTaken { name: String, taken_by: ObjectKind },
 
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -142,8 +164,10 @@ impl Error {
             Error::LeaseHeld { .. } | Error::StaleToken { .. } | Error::LeaseExpired { .. } => {
                 ErrorKind::Conflict
             }
-            Error::TableExists { .. } => ErrorKind::AlreadyExists,
-            Error::TableNotFound { .. } => ErrorKind::NotFound,
+            Error::TableExists { .. } | Error::ViewExists { .. } | Error::NameTaken { .. } => {
+                ErrorKind::AlreadyExists
+            }
+            Error::TableNotFound { .. } | Error::ViewNotFound { .. } => ErrorKind::NotFound,
             Error::SchemaMismatch { .. }
             | Error::MissingMetadata { .. }
             | Error::InvalidRequest(_) => ErrorKind::InvalidInput,
@@ -204,6 +228,9 @@ impl From<Refusal> for Error {
                 Error::SchemaMismatch { table, differences }
             }
             Refusal::MissingMetadata { table } => Error::MissingMetadata { table },
+            Refusal::ViewExists { view } => Error::ViewExists { view },
+            Refusal::ViewNotFound { view } => Error::ViewNotFound { view },
+            Refusal::NameTaken { name, taken_by } => Error::NameTaken { name, taken_by },
         }
     }
 }

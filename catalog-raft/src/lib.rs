@@ -1,4 +1,4 @@
-//! The replicated catalog: tables, versions, metadata and writer leases, kept in
+//! The replicated catalog: tables, versions, metadata, views and writer leases, kept in
 //! an openraft state machine with a durable local log and mirrored to the bucket
 //! as versioned Parquet manifests (the bucket is the source of truth, ADR-001/002).
 //!
@@ -21,9 +21,10 @@ mod store;
 pub use catalog::{Catalog, CatalogMetrics};
 pub use error::{Error, Refusal, Result};
 pub use model::{
-    CatalogState, DataFile, Lease, Sensitivity, Table, TableCommit, TableMetadata, TableVersion,
-    WriteMode,
+    CatalogState, DataFile, Lease, ObjectKind, Sensitivity, Table, TableCommit, TableMetadata,
+    TableVersion, View, WriteMode,
 };
 pub use network::{NetworkFactory, PeerClient};
 pub use request::{NodeId, Request, Response, TypeConfig};
+pub use state::append_schema;
 pub use store::{LogStore, SnapshotBuilder, StateMachineStore};

@@ -4,10 +4,14 @@
 //! of it, and a catalog whose local directory is gone restores from the newest
 //! readable manifest.
 //!
-//! Layout: one row per record, columns `entity` ("table" | "version" | "lease" |
-//! "counters"), `name` (table name, or "counters"), `version` (table version for
-//! "version" rows, else null), `body` (the record as JSON). File key-value metadata
-//! carries `lakehouse.manifest.format_version` and `lakehouse.catalog_version`.
+//! Layout: one row per record, columns `entity` ("table" | "version" | "view" |
+//! "lease" | "counters"), `name` (table or view name, or "counters"), `version`
+//! (table version for "version" rows, else null), `body` (the record as JSON).
+//! File key-value metadata carries `lakehouse.manifest.format_version` and
+//! `lakehouse.catalog_version`.
+//!
+//! Format versions: 1 has no "view" rows; 2 adds them. This build writes 2 and
+//! reads both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,17 +30,20 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{CatalogState, Lease, Table, TableVersion};
+use crate::model::{CatalogState, Lease, Table, TableVersion, View};
 
 /// Where manifests live in the bucket.
 pub const MANIFEST_DIR: &str = "_catalog/manifests";
-/// The layout described above. Readers refuse any other.
-pub const FORMAT_VERSION: &str = "1";
+/// The layout described above, as written by this build.
+pub const FORMAT_VERSION: &str = "2";
+/// Every format this build reads; a newer one is refused.
+const READABLE_FORMATS: [&str; 2] = ["1", "2"];
 pub const KEY_FORMAT_VERSION: &str = "lakehouse.manifest.format_version";
 pub const KEY_CATALOG_VERSION: &str = "lakehouse.catalog_version";
 
 const ENTITY_TABLE: &str = "table";
 const ENTITY_VERSION: &str = "version";
+const ENTITY_VIEW: &str = "view";
 const ENTITY_LEASE: &str = "lease";
 const ENTITY_COUNTERS: &str = "counters";
 
@@ -67,6 +74,11 @@ fn manifest_schema() -> Arc<Schema> {
 
 /// Encodes `state` as a manifest file.
 pub fn encode(state: &CatalogState) -> Result<Bytes> {
+    encode_as(state, FORMAT_VERSION)
+}
+
+/// Encodes `state` declaring `format_version` (tests write older formats with it).
+fn encode_as(state: &CatalogState, format_version: &str) -> Result<Bytes> {
     let key = manifest_key(state.catalog_version);
     let fail = |reason: String| Error::Manifest {
         key: key.clone(),
@@ -97,6 +109,12 @@ pub fn encode(state: &CatalogState) -> Result<Bytes> {
             body.push(json(serde_json::to_string(v))?);
         }
     }
+    for view in state.views.values() {
+        entity.push(ENTITY_VIEW);
+        name.push(view.name.clone());
+        version.push(None);
+        body.push(json(serde_json::to_string(view))?);
+    }
     for lease in state.leases.values() {
         entity.push(ENTITY_LEASE);
         name.push(lease.table.clone());
@@ -121,7 +139,7 @@ pub fn encode(state: &CatalogState) -> Result<Bytes> {
         RecordBatch::try_new(manifest_schema(), columns).map_err(|e| fail(e.to_string()))?;
     let properties = WriterProperties::builder()
         .set_key_value_metadata(Some(vec![
-            KeyValue::new(KEY_FORMAT_VERSION.to_string(), FORMAT_VERSION.to_string()),
+            KeyValue::new(KEY_FORMAT_VERSION.to_string(), format_version.to_string()),
             KeyValue::new(
                 KEY_CATALOG_VERSION.to_string(),
                 state.catalog_version.to_string(),
@@ -155,10 +173,11 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
         })
         .unwrap_or_default();
     match kv.get(KEY_FORMAT_VERSION) {
-        Some(Some(v)) if v == FORMAT_VERSION => {}
+        Some(Some(v)) if READABLE_FORMATS.contains(&v.as_str()) => {}
         Some(Some(v)) => {
             return Err(fail(format!(
-                "format version {v} is not {FORMAT_VERSION}, the one this build reads; was it written by a newer lakehouse?"
+                "format version {v} is not one this build reads ({}); was it written by a newer lakehouse?",
+                READABLE_FORMATS.join(", ")
             )))
         }
         Some(None) | None => return Err(fail(format!("no {KEY_FORMAT_VERSION} in the file metadata"))),
@@ -177,6 +196,7 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
 
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let mut versions: Vec<(String, TableVersion)> = Vec::new();
+    let mut views = BTreeMap::new();
     let mut leases = BTreeMap::new();
     let mut counters: Option<Counters> = None;
     for batch in reader {
@@ -234,6 +254,10 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
                     }
                     versions.push((name.value(row).to_string(), v));
                 }
+                ENTITY_VIEW => {
+                    let view: View = serde_json::from_str(body_text).map_err(bad)?;
+                    views.insert(view.name.clone(), view);
+                }
                 ENTITY_LEASE => {
                     let lease: Lease = serde_json::from_str(body_text).map_err(bad)?;
                     leases.insert(lease.table.clone(), lease);
@@ -268,6 +292,7 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
     }
     Ok(CatalogState {
         tables,
+        views,
         leases,
         last_token: counters.last_token,
         catalog_version: counters.catalog_version,
@@ -470,9 +495,27 @@ mod tests {
             ),
             any::<u64>(),
             any::<u64>(),
+            prop::collection::btree_map(
+                "[a-z_][a-z0-9_]{0,10}",
+                ("\\PC{1,40}", schema(), "\\PC{1,10}", any::<i64>()),
+                0..3,
+            ),
         )
-            .prop_map(
-                |(tables, leases, last_token, catalog_version)| CatalogState {
+            .prop_map(|(tables, leases, last_token, catalog_version, views)| {
+                CatalogState {
+                    views: views
+                        .into_iter()
+                        .map(|(name, (sql, schema, owner, created_at_ms))| {
+                            let view = View {
+                                name: name.clone(),
+                                sql,
+                                schema,
+                                owner,
+                                created_at_ms,
+                            };
+                            (name, view)
+                        })
+                        .collect(),
                     tables: tables
                         .into_iter()
                         .map(|(name, (metadata, created_at_ms, versions))| {
@@ -507,8 +550,8 @@ mod tests {
                         .collect(),
                     last_token,
                     catalog_version,
-                },
-            )
+                }
+            })
     }
 
     proptest! {
@@ -535,12 +578,27 @@ mod tests {
             .key_value_metadata()
             .unwrap();
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
-        assert_eq!(get(KEY_FORMAT_VERSION).as_deref(), Some("1"));
+        assert_eq!(get(KEY_FORMAT_VERSION).as_deref(), Some(FORMAT_VERSION));
         assert_eq!(get(KEY_CATALOG_VERSION).as_deref(), Some("42"));
         assert_eq!(
             manifest_key(42),
             "_catalog/manifests/00000000000000000042.parquet"
         );
+    }
+
+    #[test]
+    fn format_1_manifests_without_views_still_read() {
+        let state = CatalogState {
+            catalog_version: 7,
+            last_token: 3,
+            ..Default::default()
+        };
+        let decoded = decode("v1", encode_as(&state, "1").unwrap()).unwrap();
+        assert_eq!(decoded, state);
+        assert!(decoded.views.is_empty());
+
+        let err = decode("v9", encode_as(&state, "9").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("newer lakehouse"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What the catalog records: tables, their versions and metadata, writer leases.
+//! What the catalog records: tables, their versions and metadata, views, writer leases.
 //! These types are replicated through Raft and written into manifests, so every
 //! change to them must stay readable by older manifests (serde defaults).
 
@@ -154,6 +154,38 @@ pub struct Lease {
     pub expires_at_ms: i64,
 }
 
+/// A named query (`CREATE VIEW`). It is planned from its SQL whenever it is read,
+/// so it always sees the current versions of the tables it selects from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct View {
+    pub name: String,
+    /// The `CREATE VIEW` statement as the SQL parser normalised it.
+    pub sql: String,
+    /// The view's columns when it was created, so listings need not plan it.
+    pub schema: Schema,
+    /// Who created it.
+    pub owner: String,
+    /// Leader-stamped creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// Tables and views share one namespace; refusals say which one holds a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Table,
+    View,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Table => "table",
+            Self::View => "view",
+        })
+    }
+}
+
 /// A new version to commit under a lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableCommit {
@@ -170,6 +202,9 @@ pub struct TableCommit {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogState {
     pub tables: BTreeMap<String, Table>,
+    /// Absent from states written before views existed.
+    #[serde(default)]
+    pub views: BTreeMap<String, View>,
     pub leases: BTreeMap<String, Lease>,
     /// Last fencing token handed out.
     pub last_token: u64,

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
-use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion};
+use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View};
 
 /// A change to the catalog. Times (`now_ms`) are stamped by the leader from its
 /// clock before the request enters the log, so every node applying it decides
@@ -41,6 +41,16 @@ pub enum Request {
     UpdateMetadata {
         table: String,
         metadata: TableMetadata,
+    },
+    /// Creates `view` (its `created_at_ms` is set to `now_ms`); with `replace`, an
+    /// existing view of that name is replaced instead of refused.
+    CreateView {
+        view: View,
+        replace: bool,
+        now_ms: i64,
+    },
+    DropView {
+        name: String,
     },
     /// Replaces the whole state with one read from a bucket manifest.
     Restore(CatalogState),

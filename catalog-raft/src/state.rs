@@ -5,7 +5,9 @@
 use arrow_schema::{Field, Schema};
 
 use crate::error::Refusal;
-use crate::model::{CatalogState, Lease, Table, TableCommit, TableVersion, WriteMode};
+use crate::model::{
+    CatalogState, Lease, ObjectKind, Table, TableCommit, TableVersion, View, WriteMode,
+};
 use crate::request::{Request, Response};
 
 /// Applies one request. A refused request leaves the state untouched.
@@ -42,6 +44,18 @@ pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
                 Ok(Response::Table(t))
             }
             None => Err(Refusal::TableNotFound { table }),
+        },
+        Request::CreateView {
+            view,
+            replace,
+            now_ms,
+        } => create_view(state, view, replace, now_ms),
+        Request::DropView { name } => match state.views.remove(&name) {
+            Some(_) => {
+                state.catalog_version += 1;
+                Ok(Response::Done)
+            }
+            None => Err(Refusal::ViewNotFound { view: name }),
         },
         Request::Restore(restored) => {
             // Tokens and catalog versions never go backwards, whatever the manifest says:
@@ -173,6 +187,12 @@ fn commit_version(
             if state.tables.contains_key(&name) {
                 return Err(Refusal::TableExists { table: name });
             }
+            if state.views.contains_key(&name) {
+                return Err(Refusal::NameTaken {
+                    name,
+                    taken_by: ObjectKind::View,
+                });
+            }
             let Some(metadata) = metadata else {
                 return Err(Refusal::MissingMetadata { table: name });
             };
@@ -219,6 +239,27 @@ fn commit_version(
     Ok(Response::Version(version))
 }
 
+fn create_view(
+    state: &mut CatalogState,
+    mut view: View,
+    replace: bool,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
+    if state.tables.contains_key(&view.name) {
+        return Err(Refusal::NameTaken {
+            name: view.name,
+            taken_by: ObjectKind::Table,
+        });
+    }
+    if !replace && state.views.contains_key(&view.name) {
+        return Err(Refusal::ViewExists { view: view.name });
+    }
+    view.created_at_ms = now_ms;
+    state.views.insert(view.name.clone(), view);
+    state.catalog_version += 1;
+    Ok(Response::Done)
+}
+
 fn new_version(
     version: u64,
     schema: Schema,
@@ -256,8 +297,9 @@ fn drop_table(
 
 /// An append must bring the table's columns: same names, order and types. Only
 /// nullability may differ (one file may happen to have no nulls); the table's
-/// schema then becomes nullable where either side is.
-fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
+/// schema then becomes nullable where either side is. Writers call it too, to
+/// refuse a mismatch before they write anything.
+pub fn append_schema(table: &Schema, new: &Schema) -> Result<Schema, String> {
     let mut differences = Vec::new();
     for field in table.fields() {
         match new.field_with_name(field.name()) {

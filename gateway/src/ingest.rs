@@ -123,6 +123,7 @@ fn check(
         mode,
         metadata,
         writer: format!("http-ingest:{}", uuid::Uuid::new_v4().simple()),
+        allow_empty: false,
     };
     // Refuse a wrong mode before receiving a possibly large body.
     state.writer.prepare(&request)?;

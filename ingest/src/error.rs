@@ -11,6 +11,20 @@ pub enum Error {
     #[error("table `{table}` already exists (version {version}); choose a mode: `append` to add these rows, or `replace` to make them the whole table")]
     ModeRequired { table: String, version: u64 },
 
+    #[error("table `{table}` already exists (version {version}); to write it anyway use mode `append` to add these rows, or `replace` to make them the whole table")]
+    TableExists { table: String, version: u64 },
+
+    #[error("table `{table}` does not exist, so there is nothing to append to; create it first (mode `create`)")]
+    TableNotFound { table: String },
+
+    /// The rows came from a query or a client stream that failed part-way.
+    #[error("the rows for table `{table}` could not be produced: {detail}")]
+    Rows {
+        table: String,
+        kind: ErrorKind,
+        detail: String,
+    },
+
     #[error("{source_name}: {reason}")]
     BadSource { source_name: String, reason: String },
 
@@ -48,6 +62,9 @@ impl Error {
                 ErrorKind::NotFound
             }
             Error::Io { .. } => ErrorKind::InvalidInput,
+            Error::TableExists { .. } => ErrorKind::AlreadyExists,
+            Error::TableNotFound { .. } => ErrorKind::NotFound,
+            Error::Rows { kind, .. } => *kind,
             Error::Catalog(e) => e.kind(),
             Error::Write { .. } => ErrorKind::Unavailable,
         }

@@ -1,7 +1,9 @@
 //! The one write path into tables (ADR-009): every writer — `lakehouse ingest`,
-//! HTTP ingest and, later, Flight SQL writes — reads its rows through
-//! [`source`], then [`TableWriter`] takes the table's lease, writes Parquet into
-//! the bucket and commits the new version with the lease's fencing token.
+//! HTTP ingest, Flight SQL statements (`CREATE TABLE AS`, `INSERT`, `DROP TABLE`)
+//! and Flight SQL bulk ingest — hands its rows (read from a file through
+//! [`source`], or any stream of Arrow batches) to [`TableWriter`], which takes the
+//! table's lease, writes Parquet into the bucket and commits the new version with
+//! the lease's fencing token.
 
 mod error;
 pub mod source;
@@ -9,4 +11,4 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use source::{Format, SourceFile};
-pub use writer::{TableWriter, WriteRequest, WriteSummary};
+pub use writer::{Prepared, TableWriter, WriteRequest, WriteSummary};

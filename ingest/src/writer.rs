@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow_schema::SchemaRef;
-use lakehouse_catalog_raft::model::{DataFile, Lease, TableCommit, TableMetadata, WriteMode};
-use lakehouse_catalog_raft::Catalog;
+use futures::{Stream, StreamExt};
+use lakehouse_catalog_raft::model::{
+    DataFile, Lease, ObjectKind, TableCommit, TableMetadata, WriteMode,
+};
+use lakehouse_catalog_raft::{append_schema, Catalog};
 use lakehouse_common::names::validate_identifier;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
@@ -33,6 +36,11 @@ pub struct WriteRequest {
     pub metadata: Option<TableMetadata>,
     /// Who writes, recorded as the lease holder.
     pub writer: String,
+    /// Whether no rows at all is a valid write: a created or replaced table is
+    /// then empty (one Parquet file with only the schema) and an append adds no
+    /// version. Files and uploads refuse it; SQL (`CREATE TABLE AS` a query with
+    /// no rows) and client streams allow it.
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -71,19 +79,44 @@ impl TableWriter {
         }
     }
 
+    /// Decides the mode: `None` and `Create` create the table (refusing an
+    /// existing one); `Append` and `Replace` create a missing table when the
+    /// request brings metadata for it, and an append without metadata to a
+    /// missing table is refused as not found.
     pub fn prepare(&self, request: &WriteRequest) -> Result<Prepared> {
         validate_identifier("table name", &request.table)?;
         let existing = self.catalog.table(&request.table);
+        let version_of =
+            |table: &lakehouse_catalog_raft::Table| table.current().map(|v| v.version).unwrap_or(0);
         let mode = match (&existing, request.mode) {
-            (Some(table), None | Some(WriteMode::Create)) => {
+            (Some(table), None) => {
                 return Err(Error::ModeRequired {
                     table: request.table.clone(),
-                    version: table.current().map(|v| v.version).unwrap_or(0),
+                    version: version_of(table),
+                })
+            }
+            (Some(table), Some(WriteMode::Create)) => {
+                return Err(Error::TableExists {
+                    table: request.table.clone(),
+                    version: version_of(table),
                 })
             }
             (Some(_), Some(mode)) => mode,
+            (None, Some(WriteMode::Append)) if request.metadata.is_none() => {
+                return Err(Error::TableNotFound {
+                    table: request.table.clone(),
+                })
+            }
             (None, _) => WriteMode::Create,
         };
+        if mode == WriteMode::Create && self.catalog.view(&request.table).is_some() {
+            // The commit would be refused too, but only after every file is written.
+            return Err(lakehouse_catalog_raft::Error::NameTaken {
+                name: request.table.clone(),
+                taken_by: ObjectKind::View,
+            }
+            .into());
+        }
         if mode == WriteMode::Create && request.metadata.is_none() {
             return Err(Error::MissingMetadata {
                 table: request.table.clone(),
@@ -129,22 +162,35 @@ impl TableWriter {
                 }
             }
         });
-        let result = self.write(request, prepared, schema, rx).await;
+        let mut rx = rx;
+        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let result = self.write(request, prepared, schema, batches).await;
         // The reader stops once the receiver is gone; wait so no thread outlives the request.
         let _ = reader.await;
         result
     }
 
-    /// Writes `batches` as the table's next version under its writer lease.
+    /// Writes `batches` (each of `schema`) as the table's next version under its
+    /// writer lease. Every writer — files, uploads, SQL statements, Flight SQL
+    /// bulk ingest — ends here, so leasing, fencing and clean-up exist once.
     #[instrument(skip_all, fields(table = %request.table, writer = %request.writer))]
     pub async fn write(
         &self,
         request: WriteRequest,
         prepared: Prepared,
         schema: SchemaRef,
-        batches: mpsc::Receiver<Result<RecordBatch>>,
+        batches: impl Stream<Item = Result<RecordBatch>> + Send + Unpin,
     ) -> Result<WriteSummary> {
         let started = Instant::now();
+        if let Some(table_schema) = &prepared.table_schema {
+            // Refuse a mismatch before taking the lease and writing files.
+            append_schema(table_schema, &schema).map_err(|differences| {
+                lakehouse_catalog_raft::Error::SchemaMismatch {
+                    table: request.table.clone(),
+                    differences,
+                }
+            })?;
+        }
         let lease = self
             .catalog
             .acquire_lease(&request.table, &request.writer)
@@ -153,11 +199,13 @@ impl TableWriter {
         let renewer = self.spawn_renewer(Arc::clone(&lease));
         let mut files = Vec::new();
         let outcome = self
-            .write_files(&request.table, &schema, batches, &mut files)
+            .write_files(&request, &schema, batches, &mut files)
             .await;
         renewer.abort();
         let lease = lease.lock().await.clone();
         let outcome = match outcome {
+            // Nothing to add: the table stays at its version.
+            Ok(0) if prepared.mode == WriteMode::Append => Ok((0, None)),
             Ok(rows) => {
                 let commit = TableCommit {
                     table: request.table.clone(),
@@ -170,7 +218,7 @@ impl TableWriter {
                     .commit(&lease, commit)
                     .await
                     .map_err(Error::from)
-                    .map(|version| (rows, version))
+                    .map(|version| (rows, Some(version.version)))
             }
             Err(e) => Err(e),
         };
@@ -179,9 +227,15 @@ impl TableWriter {
         }
         match outcome {
             Ok((rows, version)) => {
+                let version = version.unwrap_or_else(|| {
+                    self.catalog
+                        .table(&request.table)
+                        .and_then(|t| t.current().map(|v| v.version))
+                        .unwrap_or(0)
+                });
                 let summary = WriteSummary {
                     table: request.table,
-                    version: version.version,
+                    version,
                     mode: prepared.mode,
                     rows,
                     files: files.len(),
@@ -225,54 +279,57 @@ impl TableWriter {
         })
     }
 
+    /// Drops `table` under its writer lease, so it cannot vanish under a
+    /// running write; its files become garbage for the next collection.
+    #[instrument(skip_all, fields(table = %table, writer = %writer))]
+    pub async fn drop_table(&self, table: &str, writer: &str) -> Result<()> {
+        validate_identifier("table name", table)?;
+        if self.catalog.table(table).is_none() {
+            return Err(Error::Catalog(
+                lakehouse_catalog_raft::Error::TableNotFound {
+                    table: table.to_string(),
+                },
+            ));
+        }
+        let lease = self.catalog.acquire_lease(table, writer).await?;
+        // The state machine checks again that the table exists, under the lease.
+        let outcome = self.catalog.drop_table(&lease).await;
+        if let Err(e) = self.catalog.release_lease(&lease).await {
+            warn!(error = %e, "releasing the writer lease failed; it expires on its own");
+        }
+        outcome.map_err(Error::from)
+    }
+
     async fn write_files(
         &self,
-        table: &str,
+        request: &WriteRequest,
         schema: &SchemaRef,
-        mut batches: mpsc::Receiver<Result<RecordBatch>>,
+        mut batches: impl Stream<Item = Result<RecordBatch>> + Send + Unpin,
         files: &mut Vec<DataFile>,
     ) -> Result<u64> {
-        let bucket = self.catalog.bucket().clone();
+        let table = request.table.as_str();
         let write_id = uuid::Uuid::new_v4().simple().to_string();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build();
         let write_err = |e: parquet::errors::ParquetError| Error::Write {
             table: table.to_string(),
             detail: e.to_string(),
         };
         let mut total_rows = 0u64;
         let mut current: Option<(AsyncArrowWriter<ParquetObjectWriter>, u64)> = None;
-        while let Some(batch) = batches.recv().await {
+        while let Some(batch) = batches.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
                 continue;
             }
-            if current.is_none() {
-                let key = format!("tables/{table}/data/{write_id}-{:05}.parquet", files.len());
-                let sink = ParquetObjectWriter::new(
-                    Arc::clone(bucket.store()),
-                    ObjectPath::from(key.as_str()),
-                );
-                let writer =
-                    AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props.clone()))
-                        .map_err(write_err)?;
-                // Record the key before writing so a failure can delete what was put.
-                files.push(DataFile {
-                    object: bucket.object_ref(key),
-                    size_bytes: 0,
-                    row_count: 0,
-                });
-                current = Some((writer, 0));
-            }
-            if let Some((writer, rows)) = current.as_mut() {
-                writer.write(&batch).await.map_err(write_err)?;
-                *rows += batch.num_rows() as u64;
-                total_rows += batch.num_rows() as u64;
-                if *rows >= self.rows_per_file as u64 {
-                    if let Some(done) = current.take() {
-                        finish_file(done, files).await.map_err(write_err)?;
-                    }
+            let (writer, rows) = match current.as_mut() {
+                Some(open) => open,
+                None => current.insert((self.open_file(table, &write_id, schema, files)?, 0)),
+            };
+            writer.write(&batch).await.map_err(write_err)?;
+            *rows += batch.num_rows() as u64;
+            total_rows += batch.num_rows() as u64;
+            if *rows >= self.rows_per_file as u64 {
+                if let Some(done) = current.take() {
+                    finish_file(done, files).await.map_err(write_err)?;
                 }
             }
         }
@@ -280,12 +337,48 @@ impl TableWriter {
             finish_file(done, files).await.map_err(write_err)?;
         }
         if total_rows == 0 {
-            return Err(Error::BadSource {
-                source_name: table.to_string(),
-                reason: "no rows to write".to_string(),
-            });
+            if !request.allow_empty {
+                return Err(Error::BadSource {
+                    source_name: table.to_string(),
+                    reason: "no rows to write".to_string(),
+                });
+            }
+            // An empty table still has a file: readers then see its schema like any other.
+            let empty = self.open_file(table, &write_id, schema, files)?;
+            finish_file((empty, 0), files).await.map_err(write_err)?;
         }
         Ok(total_rows)
+    }
+
+    /// Starts the next data file of this write; its key is recorded first so a
+    /// failure can delete what was put.
+    fn open_file(
+        &self,
+        table: &str,
+        write_id: &str,
+        schema: &SchemaRef,
+        files: &mut Vec<DataFile>,
+    ) -> Result<AsyncArrowWriter<ParquetObjectWriter>> {
+        let bucket = self.catalog.bucket();
+        let key = format!("tables/{table}/data/{write_id}-{:05}.parquet", files.len());
+        let sink =
+            ParquetObjectWriter::new(Arc::clone(bucket.store()), ObjectPath::from(key.as_str()));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        let writer =
+            AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props)).map_err(|e| {
+                Error::Write {
+                    table: table.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+        files.push(DataFile {
+            object: bucket.object_ref(key),
+            size_bytes: 0,
+            row_count: 0,
+        });
+        Ok(writer)
     }
 
     async fn delete_files(&self, files: &[DataFile]) {
@@ -312,4 +405,123 @@ async fn finish_file(
         last.row_count = rows;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow_schema::{DataType, Field, Schema};
+    use lakehouse_catalog_raft::model::Sensitivity;
+    use lakehouse_common::config::CatalogConfig;
+    use lakehouse_common::{Bucket, ErrorKind, SystemClock};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]))
+    }
+
+    fn batch(ids: &[i64]) -> Result<RecordBatch> {
+        Ok(RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(ids.to_vec()))]).unwrap())
+    }
+
+    fn request(mode: Option<WriteMode>, metadata: bool) -> WriteRequest {
+        WriteRequest {
+            table: "t".to_string(),
+            mode,
+            metadata: metadata.then(|| TableMetadata {
+                owner: "anonymous".to_string(),
+                sensitivity: Sensitivity::Internal,
+                lineage: "flight-sql:anonymous".to_string(),
+                freshness_sla: String::new(),
+                description: String::new(),
+                tags: Vec::new(),
+                metadata_incomplete: true,
+            }),
+            writer: "test".to_string(),
+            allow_empty: true,
+        }
+    }
+
+    async fn write(
+        writer: &TableWriter,
+        request: WriteRequest,
+        batches: Vec<Result<RecordBatch>>,
+    ) -> Result<WriteSummary> {
+        let prepared = writer.prepare(&request)?;
+        writer
+            .write(request, prepared, schema(), futures::stream::iter(batches))
+            .await
+    }
+
+    #[tokio::test]
+    async fn streams_modes_empty_writes_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket_dir = dir.path().join("bucket");
+        std::fs::create_dir_all(&bucket_dir).unwrap();
+        let bucket =
+            Bucket::open("primary", bucket_dir.to_str().unwrap(), &Default::default()).unwrap();
+        let catalog = Catalog::open(
+            &CatalogConfig::default(),
+            &dir.path().join("catalog"),
+            bucket,
+            Arc::new(SystemClock),
+        )
+        .await
+        .unwrap();
+        let writer = TableWriter::new(catalog.clone(), 2, Duration::from_secs(10));
+
+        let err = write(&writer, request(Some(WriteMode::Append), false), vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+
+        // An empty create still records the schema, in one empty file.
+        let empty = write(&writer, request(Some(WriteMode::Create), true), vec![])
+            .await
+            .unwrap();
+        assert_eq!((empty.version, empty.rows, empty.files), (1, 0, 1));
+
+        let err = write(&writer, request(Some(WriteMode::Create), true), vec![])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains("append"), "{err}");
+
+        let appended = write(
+            &writer,
+            request(Some(WriteMode::Append), false),
+            vec![batch(&[1, 2]), batch(&[3])],
+        )
+        .await
+        .unwrap();
+        assert_eq!((appended.version, appended.rows, appended.files), (2, 3, 2));
+        let nothing = write(&writer, request(Some(WriteMode::Append), false), vec![])
+            .await
+            .unwrap();
+        assert_eq!((nothing.version, nothing.rows), (2, 0), "no new version");
+
+        // A failing stream commits nothing and leaves no lease behind.
+        let failed = Error::Rows {
+            table: "t".to_string(),
+            kind: ErrorKind::InvalidInput,
+            detail: "division by zero".to_string(),
+        };
+        let err = write(
+            &writer,
+            request(Some(WriteMode::Append), false),
+            vec![batch(&[4]), Err(failed)],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("division by zero"), "{err}");
+        assert_eq!(catalog.table("t").unwrap().versions.len(), 2);
+
+        writer.drop_table("t", "test").await.unwrap();
+        assert!(catalog.table("t").is_none());
+        let err = writer.drop_table("t", "test").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        catalog.shutdown().await.unwrap();
+    }
 }
