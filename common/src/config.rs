@@ -3,6 +3,7 @@
 //! environment → CLI flags. `Default` is the truth; the shipped `lakehouse.toml`
 //! must equal it (tested). Unknown keys and bad values stop start-up.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,8 @@ pub struct Config {
     pub query: QueryConfig,
     pub flight_sql: FlightSqlConfig,
     pub gateway: GatewayConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +200,177 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Built-in roles: `admin` does everything, `writer` writes (ingest, DDL, DML) and
+/// reads granted tables, `reader` only reads granted tables.
+pub const BUILTIN_ROLES: [&str; 3] = ["admin", "writer", "reader"];
+/// In `auth.grants`, as a role: every role; as a table: every table.
+pub const ALL: &str = "*";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a user name and password on Flight SQL; off means anonymous access.
+    pub enabled: bool,
+    /// A session token from the handshake expires this long after its last use, seconds.
+    pub token_ttl_secs: u64,
+    /// Roles beyond admin, writer and reader (e.g. one per tenant); they hold only their grants.
+    pub roles: Vec<String>,
+    /// Users by name, each `{ roles = [...], password_hash = "$argon2id$..." }` or
+    /// `password_ref = "env:VAR" | "file:PATH"`.
+    pub users: BTreeMap<String, UserConfig>,
+    /// SELECT grants: role (`*`: every role) → tables (`*`: every table).
+    pub grants: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            token_ttl_secs: 3_600,
+            roles: Vec::new(),
+            users: BTreeMap::new(),
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    /// Built-in or `auth.roles` names; privileges add up.
+    pub roles: Vec<String>,
+    /// An argon2 PHC string (`lakehouse auth hash-password` makes one).
+    pub password_hash: String,
+    /// Where the password comes from: `env:VAR` or `file:PATH`.
+    pub password_ref: String,
+    /// Never accepted: only here so that a plain password gets an error that says what to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl AuthConfig {
+    /// Every role a user or grant may name.
+    pub fn known_role(&self, role: &str) -> bool {
+        BUILTIN_ROLES.contains(&role) || self.roles.iter().any(|r| r == role)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let fail = |message: String| Err(Error::Config(message));
+        if self.token_ttl_secs == 0 {
+            return fail("auth.token_ttl_secs must be at least 1".to_string());
+        }
+        for role in &self.roles {
+            if BUILTIN_ROLES.contains(&role.as_str()) || role == ALL {
+                return fail(format!(
+                    "auth.roles: `{role}` is built in (or reserved); list only extra roles"
+                ));
+            }
+            crate::names::validate_identifier("role name in auth.roles", role)?;
+        }
+        let known = || {
+            let mut all: Vec<&str> = BUILTIN_ROLES.to_vec();
+            all.extend(self.roles.iter().map(String::as_str));
+            all.join(", ")
+        };
+        for (name, user) in &self.users {
+            let key = format!("auth.users.{name}");
+            if name.is_empty() || name.contains(':') {
+                return fail(format!(
+                    "{key}: a user name must be non-empty and must not contain `:` (Basic auth splits on it)"
+                ));
+            }
+            if user.password.is_some() {
+                return fail(format!(
+                    "{key}.password: plain passwords are not accepted in the config; set \
+                     {key}.password_hash (make one with `lakehouse auth hash-password`) or \
+                     {key}.password_ref = \"env:VAR\" or \"file:PATH\""
+                ));
+            }
+            match (user.password_hash.is_empty(), user.password_ref.is_empty()) {
+                (true, true) => {
+                    return fail(format!(
+                        "{key}: set password_hash (an argon2 PHC string from `lakehouse auth hash-password`) or password_ref (env:VAR or file:PATH)"
+                    ))
+                }
+                (false, false) => {
+                    return fail(format!(
+                        "{key}: set either password_hash or password_ref, not both"
+                    ))
+                }
+                _ => {}
+            }
+            let is_ref = |r: &str| r.starts_with("env:") || r.starts_with("file:");
+            if !user.password_ref.is_empty() && !is_ref(&user.password_ref) {
+                return fail(format!(
+                    "{key}.password_ref = {:?}: use env:VAR or file:PATH",
+                    user.password_ref
+                ));
+            }
+            if user.roles.is_empty() {
+                return fail(format!(
+                    "{key}.roles is empty; give the user at least one of: {}",
+                    known()
+                ));
+            }
+            if let Some(role) = user.roles.iter().find(|r| !self.known_role(r)) {
+                return fail(format!(
+                    "{key}.roles: unknown role `{role}`; known roles: {} (add others to auth.roles)",
+                    known()
+                ));
+            }
+        }
+        for (role, tables) in &self.grants {
+            if role != ALL && !self.known_role(role) {
+                return fail(format!(
+                    "auth.grants: unknown role `{role}`; known roles: {}, or `*` for every role (add others to auth.roles)",
+                    known()
+                ));
+            }
+            for table in tables.iter().filter(|t| t.as_str() != ALL) {
+                crate::names::validate_identifier("table name in auth.grants", table)?;
+            }
+        }
+        if self.enabled && self.users.is_empty() {
+            return fail(
+                "auth.enabled is true but auth.users is empty: nobody could connect".to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain for Flight SQL; empty means plain gRPC.
+    pub cert_path: String,
+    /// PEM private key of that certificate.
+    pub key_path: String,
+    /// PEM CA that client certificates must chain to; empty means no client certificates.
+    pub client_ca_path: String,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.cert_path.is_empty()
+    }
+
+    fn validate(&self) -> Result<()> {
+        match (self.cert_path.is_empty(), self.key_path.is_empty()) {
+            (false, true) => Err(Error::Config(
+                "tls.cert_path is set but tls.key_path is empty: TLS needs both".to_string(),
+            )),
+            (true, false) => Err(Error::Config(
+                "tls.key_path is set but tls.cert_path is empty: TLS needs both".to_string(),
+            )),
+            (true, true) if !self.client_ca_path.is_empty() => Err(Error::Config(
+                "tls.client_ca_path needs tls.cert_path and tls.key_path".to_string(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Config {
     /// Defaults, then the file (an explicit `path` must exist), then the environment.
     /// CLI flags are applied by the caller on the returned value.
@@ -251,6 +425,30 @@ impl Config {
             return Err(Error::Config(
                 "gateway.rows_per_file must be at least 1".to_string(),
             ));
+        }
+        self.auth.validate()?;
+        self.tls.validate()?;
+        self.check_exposure()
+    }
+
+    /// Anonymous access is only safe on loopback: a server reachable from other
+    /// machines must check passwords. The HTTP gateway checks none yet, so it stays on
+    /// loopback whatever `auth` says.
+    fn check_exposure(&self) -> Result<()> {
+        let flight = self.flight_sql.addr;
+        if !flight.ip().is_loopback() && !self.auth.enabled {
+            return Err(Error::Config(format!(
+                "flight_sql.addr = {flight} is reachable from other machines but auth.enabled is false: \
+                 anyone could read and write every table. Set auth.enabled = true with auth.users \
+                 (LAKEHOUSE__AUTH__ENABLED=true), or listen on 127.0.0.1"
+            )));
+        }
+        let http = self.gateway.http_addr;
+        if !http.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "gateway.http_addr = {http} is reachable from other machines, but the HTTP gateway \
+                 does not check credentials yet (auth covers Flight SQL only): listen on 127.0.0.1"
+            )));
         }
         Ok(())
     }
@@ -356,6 +554,66 @@ mod tests {
             assert!(err.contains("LAKEHOUSE__"), "{err}");
             Ok(())
         });
+    }
+
+    fn auth_error(toml: &str) -> String {
+        let config: Config = toml::from_str(toml).unwrap();
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn auth_users_need_a_hash_or_ref_and_known_roles() {
+        let user = "[auth]\nenabled = true\n[auth.users.bob]\nroles = [\"reader\"]\n";
+        let err = auth_error(&format!("{user}password = \"hunter2\"\n"));
+        assert!(
+            err.contains("auth.users.bob.password") && err.contains("not accepted"),
+            "{err}"
+        );
+        let err = auth_error(user);
+        assert!(
+            err.contains("auth.users.bob") && err.contains("password_hash"),
+            "{err}"
+        );
+        let err = auth_error(&format!("{user}password_ref = \"BOB\"\n"));
+        assert!(err.contains("env:VAR"), "{err}");
+        let err = auth_error("[auth.users.bob]\nroles = [\"boss\"]\npassword_ref = \"env:B\"\n");
+        assert!(
+            err.contains("auth.users.bob.roles") && err.contains("`boss`"),
+            "{err}"
+        );
+        let err = auth_error("[auth.grants]\nauditor = [\"t\"]\n");
+        assert!(
+            err.contains("auth.grants") && err.contains("`auditor`"),
+            "{err}"
+        );
+        let ok: Config = toml::from_str(
+            "[auth]\nroles = [\"tenant_a\"]\n[auth.grants]\n\"*\" = [\"t\"]\ntenant_a = [\"*\"]\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+    }
+
+    #[test]
+    fn non_loopback_needs_auth() {
+        let err = auth_error("[flight_sql]\naddr = \"0.0.0.0:3101\"\n");
+        assert!(
+            err.contains("flight_sql.addr") && err.contains("auth.enabled"),
+            "{err}"
+        );
+        let config: Config = toml::from_str(
+            "[flight_sql]\naddr = \"0.0.0.0:3101\"\n[auth]\nenabled = true\n\
+             [auth.users.a]\nroles = [\"admin\"]\npassword_ref = \"env:A\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let err = auth_error("[gateway]\nhttp_addr = \"0.0.0.0:3100\"\n");
+        assert!(err.contains("gateway.http_addr"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_cert_and_key() {
+        let err = auth_error("[tls]\ncert_path = \"c.pem\"\n");
+        assert!(err.contains("tls.key_path"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub enum ErrorKind {
     Conflict,
     /// The input is larger than allowed.
     TooLarge,
+    /// The caller did not prove who they are (no, expired or wrong credentials).
+    Unauthenticated,
+    /// The caller is known but may not do this (no grant, wrong role).
+    PermissionDenied,
     /// A dependency (object store, catalog leader) cannot be reached: retry later.
     Unavailable,
     /// A bug or an unexpected state on our side.

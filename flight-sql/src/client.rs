@@ -3,7 +3,7 @@
 use arrow::array::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -12,21 +12,68 @@ pub enum ClientError {
 
     #[error("{0}")]
     Query(String),
+
+    #[error("logging in as `{user}`: {detail}")]
+    Login { user: String, detail: String },
+
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Credentials and TLS roots for servers with `[auth]` / `[tls]`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// User name and password, sent once in the handshake; the session token follows.
+    pub login: Option<(String, String)>,
+    /// PEM CA that signed the server's certificate (`grpc+tls://` URIs).
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 /// Runs `sql` and collects every batch of every endpoint.
 pub async fn query(uri: &str, sql: &str) -> Result<Vec<RecordBatch>, ClientError> {
-    let http_uri = uri.replacen("grpc://", "http://", 1);
+    query_with(uri, sql, &ClientOptions::default()).await
+}
+
+/// [`query`] with credentials and TLS roots.
+pub async fn query_with(
+    uri: &str,
+    sql: &str,
+    options: &ClientOptions,
+) -> Result<Vec<RecordBatch>, ClientError> {
     let connect = |detail: String| ClientError::Connect {
         uri: uri.to_string(),
         detail,
     };
-    let channel = Endpoint::from_shared(http_uri)
-        .map_err(|e| connect(e.to_string()))?
+    let mut endpoint = match uri.strip_prefix("grpc+tls://") {
+        Some(rest) => {
+            let ca = options.tls_ca_pem.clone().ok_or_else(|| {
+                ClientError::Tls(format!(
+                    "{uri} uses TLS: give the CA that signed the server's certificate (--tls-ca PATH)"
+                ))
+            })?;
+            Endpoint::from_shared(format!("https://{rest}"))
+                .map_err(|e| connect(e.to_string()))?
+                .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+                .map_err(|e| ClientError::Tls(e.to_string()))?
+        }
+        None => Endpoint::from_shared(uri.replacen("grpc://", "http://", 1))
+            .map_err(|e| connect(e.to_string()))?,
+    };
+    endpoint = endpoint.tcp_nodelay(true);
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| connect(e.to_string()))?;
     let mut client = FlightSqlServiceClient::new(channel);
+    if let Some((user, password)) = &options.login {
+        client
+            .handshake(user, password)
+            .await
+            .map_err(|e| ClientError::Login {
+                user: user.clone(),
+                detail: clean(e.to_string()),
+            })?;
+    }
     let info = client
         .execute(sql.to_string(), None)
         .await

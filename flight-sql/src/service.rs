@@ -33,7 +33,8 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
-use crate::error::{from_datafusion, from_query, invalid, status};
+use crate::auth::Auth;
+use crate::error::{from_datafusion, invalid, status};
 use crate::info::{SQL_INFO, XDBC_TYPES};
 use crate::placeholders::number_placeholders;
 use crate::planned::PlannedStatements;
@@ -48,6 +49,7 @@ pub struct LakehouseFlightSql {
     catalog: Catalog,
     prepared: PreparedStatements,
     planned: PlannedStatements,
+    auth: Arc<Auth>,
 }
 
 impl std::fmt::Debug for LakehouseFlightSql {
@@ -63,11 +65,23 @@ impl LakehouseFlightSql {
             catalog,
             prepared: PreparedStatements::default(),
             planned: PlannedStatements::default(),
+            auth: Arc::new(Auth::disabled()),
         }
     }
 
+    /// Checks callers against `auth` (users, grants); without it everyone may do everything.
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.auth
+    }
+
+    /// Every statement is planned here, so the caller's grants and roles are checked here.
     async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
-        self.engine.sql(sql).await.map_err(from_query)
+        self.auth.plan(&self.engine, sql).await
     }
 
     /// Plans a prepared statement with one row of its bound parameters.
@@ -194,18 +208,31 @@ const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
 impl FlightSqlService for LakehouseFlightSql {
     type FlightService = LakehouseFlightSql;
 
-    /// Anonymous on loopback: the handshake succeeds with an empty token.
+    /// With auth, the caller logged in with Basic credentials (checked before this
+    /// runs) and gets a session token in the `authorization: Bearer` header, as ADBC
+    /// and JDBC expect. Without auth the handshake succeeds with an empty token.
     async fn do_handshake(
         &self,
         _request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<FlightStream<HandshakeResponse>>, Status> {
+        let token = match self.auth.enabled() {
+            true => self.auth.issue_token(&self.auth.caller()?),
+            false => String::new(),
+        };
         let response = HandshakeResponse {
             protocol_version: 0,
-            payload: Default::default(),
+            payload: token.clone().into(),
         };
-        Ok(Response::new(Box::pin(stream::once(async {
-            Ok(response)
-        }))))
+        let mut response = Response::new(
+            Box::pin(stream::once(async { Ok(response) })) as FlightStream<HandshakeResponse>
+        );
+        if !token.is_empty() {
+            let bearer = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| status(ErrorKind::Internal, "session token is not ASCII"))?;
+            response.metadata_mut().insert("authorization", bearer);
+        }
+        Ok(response)
     }
 
     #[instrument(skip_all, fields(sql = %query.query))]
@@ -394,6 +421,10 @@ impl FlightSqlService for LakehouseFlightSql {
             let Some(version) = table.current() else {
                 continue;
             };
+            // Tables the caller may not read are not listed either.
+            if !self.auth.may_read(&table.name) {
+                continue;
+            }
             builder
                 .append(
                     CATALOG_NAME,

@@ -46,6 +46,8 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -58,6 +60,8 @@ fn label_of(kind: ErrorKind) -> &'static str {
         ErrorKind::AlreadyExists => "already_exists",
         ErrorKind::Conflict => "conflict",
         ErrorKind::TooLarge => "too_large",
+        ErrorKind::Unauthenticated => "unauthenticated",
+        ErrorKind::PermissionDenied => "permission_denied",
         ErrorKind::Unavailable => "unavailable",
         ErrorKind::Internal => "internal",
     }

@@ -33,6 +33,15 @@ enum Command {
     Ingest(IngestArgs),
     /// Run a SQL query through Flight SQL and print the result.
     Sql(SqlArgs),
+    /// Helpers for the `[auth]` section.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Read a password from stdin and print its argon2 hash for auth.users.NAME.password_hash.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +111,12 @@ struct SqlArgs {
         default_value = "grpc://127.0.0.1:3101"
     )]
     server: String,
+    /// User name for a server with [auth]; the password comes from LAKEHOUSE_PASSWORD.
+    #[arg(long, env = "LAKEHOUSE_USER")]
+    user: Option<String>,
+    /// PEM CA that signed the server's certificate, for grpc+tls:// servers.
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> Result<(), BoxError> {
@@ -122,7 +137,23 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Ingest(args) => ingest(args).await,
         Command::Sql(args) => sql(args).await,
+        Command::Auth(AuthCommand::HashPassword) => hash_password(),
     }
+}
+
+/// The password comes from stdin, never from the command line, where `ps` and shell
+/// history would keep it.
+fn hash_password() -> Result<(), BoxError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_line(&mut input)
+        .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+    let password = input.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err("no password on stdin: pipe one in, e.g. `printf %s \"$PW\" | lakehouse auth hash-password`".into());
+    }
+    println!("{}", lakehouse_flight_sql::auth::hash_password(password)?);
+    Ok(())
 }
 
 async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
@@ -223,7 +254,19 @@ fn summary_line(summary: &serde_json::Value, seconds: f64) -> String {
 }
 
 async fn sql(args: SqlArgs) -> Result<(), BoxError> {
-    let batches = lakehouse_flight_sql::client::query(&args.server, &args.query).await?;
+    let mut options = lakehouse_flight_sql::client::ClientOptions::default();
+    if let Some(user) = args.user {
+        // Never a flag: command lines show up in `ps` and shell history.
+        let password = std::env::var("LAKEHOUSE_PASSWORD")
+            .map_err(|_| format!("--user {user} needs the password in LAKEHOUSE_PASSWORD"))?;
+        options.login = Some((user, password));
+    }
+    if let Some(path) = args.tls_ca {
+        options.tls_ca_pem =
+            Some(std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);
+    }
+    let batches =
+        lakehouse_flight_sql::client::query_with(&args.server, &args.query, &options).await?;
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     Ok(())
 }

@@ -9,6 +9,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
+use lakehouse_flight_sql::{Auth, FlightSqlServer};
 use lakehouse_gateway::metrics::CounterFn;
 use lakehouse_gateway::{GatewayState, Metrics};
 use lakehouse_ingest::TableWriter;
@@ -21,6 +22,11 @@ use crate::cli::BoxError;
 
 /// Runs until Ctrl-C or SIGTERM, then stops every role cleanly.
 pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
+    let flight_scheme = if config.tls.enabled() {
+        "grpc+tls"
+    } else {
+        "grpc"
+    };
     let running = start(config).await?;
     if let Some(path) = listen_file {
         write_listen_file(
@@ -31,7 +37,7 @@ pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), Box
         )?;
     }
     eprintln!(
-        "lakehouse is up: HTTP http://{}  Flight SQL grpc://{}  (Ctrl-C to stop)",
+        "lakehouse is up: HTTP http://{}  Flight SQL {flight_scheme}://{}  (Ctrl-C to stop)",
         running.http_addr, running.flight_sql_addr
     );
     shutdown_signal().await;
@@ -73,6 +79,9 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, BoxError> {
+    // Users, grants and TLS files are read before any role starts: a bad entry stops here.
+    let auth = Arc::new(Auth::from_config(&config.auth, Arc::new(SystemClock))?);
+    let tls = lakehouse_flight_sql::server_tls(&config.tls)?;
     let bucket = Bucket::open(
         PRIMARY_BUCKET,
         &config.primary_bucket_location(),
@@ -164,6 +173,10 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         max_ingest_bytes: config.gateway.max_ingest_bytes,
     };
 
+    let flight_service =
+        lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone()).with_auth(auth);
+    let flight_server = FlightSqlServer::new(flight_service, tls)?;
+
     let http = TcpListener::bind(config.gateway.http_addr)
         .await
         .map_err(|e| bind_error("gateway.http_addr", config.gateway.http_addr, e))?;
@@ -178,14 +191,12 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
             tracing::error!(error = %e, "HTTP gateway stopped");
         }
     });
-    let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone());
     let flight_task = tokio::spawn(async move {
-        if let Err(e) = lakehouse_flight_sql::serve(flight, flight_service, stopped(stop_rx)).await
-        {
+        if let Err(e) = flight_server.serve(flight, stopped(stop_rx)).await {
             tracing::error!(error = %e, "Flight SQL stopped");
         }
     });
-    info!(%http_addr, %flight_addr, scheduler = %scheduler.addr(), data_dir = %config.node.data_dir.display(), "lakehouse is up");
+    info!(%http_addr, %flight_addr, auth = config.auth.enabled, tls = config.tls.enabled(), scheduler = %scheduler.addr(), data_dir = %config.node.data_dir.display(), "lakehouse is up");
     Ok(Running {
         http_addr,
         flight_sql_addr: flight_addr,

@@ -7,6 +7,7 @@ mod catalog_provider;
 use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::QueryConfig;
@@ -111,6 +112,25 @@ impl QueryEngine {
     /// Plans `sql`; nothing runs until the frame is executed (as a Ballista job).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         self.ctx.sql(sql).await.map_err(Error::Plan)
+    }
+
+    /// Parses and plans `sql` without running anything, so a caller can check the
+    /// plan (which tables it reads, whether it writes) before DDL in it takes effect
+    /// in [`QueryEngine::execute_plan`].
+    pub async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan> {
+        self.ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(Error::Plan)
+    }
+
+    /// The frame of a plan from [`QueryEngine::logical_plan`]; DDL runs here, as in `sql`.
+    pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::Plan)
     }
 
     pub fn context(&self) -> &SessionContext {

@@ -1,0 +1,393 @@
+"""Auth, grants and TLS on Flight SQL, against real `lakehouse up` processes.
+
+The servers read a generated lakehouse.toml (cwd of `lakehouse up`) with an [auth] section:
+password hashes come from `lakehouse auth hash-password`, one password through
+`password_ref = "env:VAR"`. Clients are ADBC (username/password options, as users connect)
+and raw pyarrow.flight (the Basic → Bearer handshake itself).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+from typing import Iterator, Optional
+
+import adbc_driver_flightsql
+import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow.flight as flight
+import pytest
+
+from harness import QUERY_TIMEOUT_S, LakehouseServer, server_env
+
+PASSWORDS = {"alice": "alice-admin-pw", "bob": "bob-reader-pw", "walt": "walt-writer-pw"}
+# carol's password reaches the server through password_ref = "env:LAKEHOUSE_TEST_CAROL_PW".
+CAROL_PW = "carol-tenant-pw"
+
+
+def hash_password(binary: Path, password: str) -> str:
+    result = subprocess.run(
+        [str(binary), "auth", "hash-password"],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, f"hash-password failed: {result.stderr}"
+    phc = result.stdout.strip()
+    assert phc.startswith("$argon2id$"), phc
+    return phc
+
+
+def auth_toml(binary: Path) -> str:
+    hashes = {user: hash_password(binary, pw) for user, pw in PASSWORDS.items()}
+    return f"""
+[auth]
+enabled = true
+token_ttl_secs = 600
+roles = ["tenant_a"]
+
+[auth.users.alice]
+roles = ["admin"]
+password_hash = '{hashes["alice"]}'
+
+[auth.users.bob]
+roles = ["reader"]
+password_hash = '{hashes["bob"]}'
+
+[auth.users.walt]
+roles = ["writer"]
+password_hash = '{hashes["walt"]}'
+
+[auth.users.carol]
+roles = ["tenant_a"]
+password_ref = "env:LAKEHOUSE_TEST_CAROL_PW"
+
+[auth.grants]
+reader = ["contracts"]
+tenant_a = ["placements"]
+"""
+
+
+def start_server(binary: Path, base: Path, name: str, toml: str, env: Optional[dict] = None) -> LakehouseServer:
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "lakehouse.toml").write_text(toml, encoding="utf-8")
+    server = LakehouseServer(binary, base, name=name, env={"LAKEHOUSE_TEST_CAROL_PW": CAROL_PW, **(env or {})})
+    return server.start()
+
+
+def connect(uri: str, user: Optional[str] = None, password: Optional[str] = None, **options: str):
+    db_kwargs = {
+        adbc_driver_flightsql.DatabaseOptions.TIMEOUT_QUERY.value: QUERY_TIMEOUT_S,
+        adbc_driver_flightsql.DatabaseOptions.TIMEOUT_FETCH.value: QUERY_TIMEOUT_S,
+        **options,
+    }
+    if user is not None:
+        db_kwargs["username"] = user
+        db_kwargs["password"] = password if password is not None else PASSWORDS[user]
+    return flight_sql.connect(uri, db_kwargs=db_kwargs, autocommit=True)
+
+
+def query(conn, sql: str) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        table = cur.fetch_arrow_table()
+    return [tuple(row.values()) for row in table.to_pylist()]
+
+
+def listed_tables(conn) -> set[str]:
+    """Tables of schema `public` in adbc_get_objects (information_schema is listed to all)."""
+    names = set()
+    for catalog in conn.adbc_get_objects(depth="tables").read_all().to_pylist():
+        for schema in catalog["catalog_db_schemas"] or []:
+            if schema["db_schema_name"] != "public":
+                continue
+            for table in schema["db_schema_tables"] or []:
+                names.add(table["table_name"])
+    return names
+
+
+def expect_error(conn, sql: str) -> str:
+    with pytest.raises(Exception) as info:
+        query(conn, sql)
+    return str(info.value)
+
+
+@pytest.fixture(scope="module")
+def auth_server(lakehouse_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer]:
+    server = start_server(lakehouse_bin, tmp_path_factory.mktemp("auth"), "auth server", auth_toml(lakehouse_bin))
+    try:
+        # The HTTP gateway stays on loopback and checks no credentials (README: Auth and TLS).
+        server.ingest_demo()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_adbc_username_password_connects(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "alice") as conn:
+        assert query(conn, "SELECT COUNT(*) FROM candidates")[0][0] > 0
+        assert {"candidates", "contracts", "placements"} <= listed_tables(conn)
+
+
+def test_wrong_password_is_unauthenticated(auth_server: LakehouseServer) -> None:
+    with pytest.raises(Exception) as info:
+        with connect(auth_server.flight_uri, "alice", "not-her-password") as conn:
+            query(conn, "SELECT 1")
+    message = str(info.value)
+    assert "Unauthenticated" in message or "UNAUTHENTICATED" in message, message
+    assert "not accepted" in message, message
+
+
+def test_no_credentials_is_told_to_authenticate(auth_server: LakehouseServer) -> None:
+    with pytest.raises(Exception) as info:
+        with connect(auth_server.flight_uri) as conn:
+            query(conn, "SELECT 1")
+    message = str(info.value)
+    assert "Unauthenticated" in message or "UNAUTHENTICATED" in message, message
+    assert "authenticate" in message, message
+
+
+def test_reader_without_grant_is_denied_and_does_not_see_the_table(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "bob") as conn:
+        message = expect_error(conn, "SELECT COUNT(*) FROM candidates")
+        assert "PermissionDenied" in message or "PERMISSION_DENIED" in message, message
+        assert "candidates" in message and "reader" in message, message
+        # A join or a subquery reaches the table just the same.
+        message = expect_error(
+            conn, "SELECT COUNT(*) FROM contracts WHERE contract_id IN (SELECT contract_id FROM placements)"
+        )
+        assert "placements" in message, message
+        assert listed_tables(conn) == {"contracts"}
+        with pytest.raises(Exception):
+            conn.adbc_get_table_schema("candidates")
+
+
+def test_granted_reader_sees_and_queries(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "bob") as conn:
+        assert query(conn, "SELECT COUNT(*) FROM contracts")[0][0] > 0
+        assert "contract_id" in conn.adbc_get_table_schema("contracts").names
+        # Prepared statements with parameters go through the same checks.
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM contracts WHERE contract_id = ?", (1,))
+            assert cur.fetch_arrow_table().num_rows == 1
+            with pytest.raises(Exception) as info:
+                cur.execute("SELECT full_name FROM candidates WHERE candidate_id = ?", (1,))
+                cur.fetch_arrow_table()
+            assert "candidates" in str(info.value)
+
+
+def test_custom_role_with_password_ref(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "carol", CAROL_PW) as conn:
+        assert listed_tables(conn) == {"placements"}
+        assert query(conn, "SELECT COUNT(*) FROM placements")[0][0] > 0
+        assert "contracts" in expect_error(conn, "SELECT * FROM contracts")
+
+
+def test_reader_may_not_write_and_writer_reads_only_grants(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "bob") as conn:
+        message = expect_error(conn, "CREATE VIEW v AS SELECT 1")
+        assert "writer or admin" in message, message
+        assert "admin" in expect_error(conn, "GRANT SELECT ON candidates TO reader")
+    with connect(auth_server.flight_uri, "walt") as conn:
+        assert listed_tables(conn) == set()
+        assert "candidates" in expect_error(conn, "SELECT * FROM candidates")
+
+
+def test_admin_grants_and_revokes_over_sql(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "alice") as admin, connect(auth_server.flight_uri, "bob") as bob:
+        query(admin, "GRANT SELECT ON candidates TO reader")
+        try:
+            assert query(bob, "SELECT COUNT(*) FROM candidates")[0][0] > 0
+            assert "candidates" in listed_tables(bob)
+        finally:
+            query(admin, "REVOKE SELECT ON candidates FROM reader")
+        assert "candidates" in expect_error(bob, "SELECT COUNT(*) FROM candidates")
+        assert "unknown role" in expect_error(admin, "GRANT SELECT ON candidates TO nobody")
+
+
+# --------------------------------------------------------------------------------------
+# The raw Flight handshake
+
+# A Flight SQL command travels as a protobuf Any: field 1 = type URL, field 2 = message.
+GET_CATALOGS = b"\x0a" + bytes([60]) + b"type.googleapis.com/arrow.flight.protocol.sql.CommandGetCatalogs"
+assert len(GET_CATALOGS) == 2 + 60
+
+
+def test_raw_handshake_basic_then_bearer(auth_server: LakehouseServer) -> None:
+    client = flight.FlightClient(auth_server.flight_uri)
+    try:
+        header, value = client.authenticate_basic_token("bob", PASSWORDS["bob"])
+        assert header.lower() == b"authorization", header
+        assert value.startswith(b"Bearer ") and len(value) > len(b"Bearer ") + 20, value
+        options = flight.FlightCallOptions(headers=[(header, value)])
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(GET_CATALOGS), options)
+        catalogs = client.do_get(info.endpoints[0].ticket, options).read_all()
+        assert catalogs.column("catalog_name").to_pylist() == ["lakehouse"]
+
+        with pytest.raises(flight.FlightUnauthenticatedError, match="authenticate"):
+            client.get_flight_info(flight.FlightDescriptor.for_command(GET_CATALOGS))
+        forged = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer forged-token")])
+        with pytest.raises(flight.FlightUnauthenticatedError, match="unknown or has expired"):
+            client.get_flight_info(flight.FlightDescriptor.for_command(GET_CATALOGS), forged)
+        with pytest.raises(flight.FlightUnauthenticatedError, match="not accepted"):
+            client.authenticate_basic_token("bob", "wrong")
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------
+# TLS
+
+
+def make_certs(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 / localhost that it signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lakehouse test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def test_tls_with_auth(lakehouse_bin: Path, tmp_path: Path) -> None:
+    ca, cert, key = make_certs(tmp_path)
+    toml = auth_toml(lakehouse_bin) + f"""
+[tls]
+cert_path = '{cert}'
+key_path = '{key}'
+"""
+    server = start_server(lakehouse_bin, tmp_path / "tls", "tls server", toml)
+    try:
+        uri = f"grpc+tls://{server.flight_addr}"
+        tls_roots = {adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: ca.read_text()}
+        with connect(uri, "alice", **tls_roots) as conn:
+            assert query(conn, "SELECT 41 + 1 AS answer") == [(42,)]
+        # The CLI client: user from --user, password from LAKEHOUSE_PASSWORD, CA from --tls-ca.
+        args = ("sql", "SELECT 7 AS seven", "--server", uri, "--user", "bob", "--tls-ca", str(ca))
+        result = server.cli(*args, env={**server.cli_env(), "LAKEHOUSE_PASSWORD": "wrong"})
+        assert result.returncode != 0 and "not accepted" in result.stderr, result.stderr
+        env = {**server.cli_env(), "LAKEHOUSE_PASSWORD": PASSWORDS["bob"]}
+        result = server.cli(*args, env=env)
+        assert result.returncode == 0 and "7" in result.stdout, result.stderr
+        # The server's certificate is checked: without the CA the client refuses it.
+        with pytest.raises(Exception):
+            with connect(uri, "alice") as conn:
+                query(conn, "SELECT 1")
+        # Plain gRPC is not served on a TLS port.
+        with pytest.raises(Exception):
+            with connect(server.flight_uri, "alice") as conn:
+                query(conn, "SELECT 1")
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Start-up refusals
+
+
+def refused_start(binary: Path, base: Path, toml: str = "", **env: str) -> str:
+    """Runs `lakehouse up` that must refuse to start; returns its stderr."""
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "lakehouse.toml").write_text(toml, encoding="utf-8")
+    result = subprocess.run(
+        [str(binary), "up"],
+        cwd=base,
+        env=server_env(base / "data", env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, f"`lakehouse up` started:\n{result.stderr}"
+    assert "panicked" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def test_non_loopback_without_auth_refuses_to_start(lakehouse_bin: Path, tmp_path: Path) -> None:
+    stderr = refused_start(lakehouse_bin, tmp_path / "flight", LAKEHOUSE__FLIGHT_SQL__ADDR="0.0.0.0:0")
+    assert "flight_sql.addr" in stderr and "auth.enabled" in stderr, stderr
+    stderr = refused_start(lakehouse_bin, tmp_path / "http", LAKEHOUSE__GATEWAY__HTTP_ADDR="0.0.0.0:0")
+    assert "gateway.http_addr" in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        ('[auth.users.x]\nroles = ["reader"]\npassword = "hunter2"\n', "plain passwords are not accepted"),
+        ('[auth.users.x]\nroles = ["reader"]\n', "auth.users.x: set password_hash"),
+        ('[auth.users.x]\nroles = ["reader"]\npassword_hash = "$2b$10$bcrypt"\n', "auth.users.x.password_hash"),
+        ('[auth.users.x]\nroles = ["boss"]\npassword_ref = "env:X"\n', "unknown role `boss`"),
+        ('[auth.grants]\nauditor = ["contracts"]\n', "auth.grants: unknown role `auditor`"),
+    ],
+    ids=["plain-password", "no-password", "bad-hash", "unknown-user-role", "unknown-grant-role"],
+)
+def test_bad_auth_config_names_the_key(lakehouse_bin: Path, tmp_path: Path, section: str, expected: str) -> None:
+    toml = "[auth]\nenabled = true\n" + section
+    if "auth.users" not in section:
+        toml += '[auth.users.alice]\nroles = ["admin"]\npassword_ref = "env:X"\n'
+    stderr = refused_start(lakehouse_bin, tmp_path, toml, X="x")
+    assert expected in stderr, stderr
+
+
+def test_hash_password_reads_stdin_only(lakehouse_bin: Path) -> None:
+    first, second = hash_password(lakehouse_bin, "pw"), hash_password(lakehouse_bin, "pw")
+    assert first != second, "each hash has its own salt"
+    result = subprocess.run(
+        [str(lakehouse_bin), "auth", "hash-password"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "stdin" in result.stderr, result.stderr
