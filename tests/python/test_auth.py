@@ -209,9 +209,10 @@ def test_admin_grants_and_revokes_over_sql(auth_server: LakehouseServer) -> None
 # --------------------------------------------------------------------------------------
 # The raw Flight handshake
 
-# A Flight SQL command travels as a protobuf Any: field 1 = type URL, field 2 = message.
-GET_CATALOGS = b"\x0a" + bytes([60]) + b"type.googleapis.com/arrow.flight.protocol.sql.CommandGetCatalogs"
-assert len(GET_CATALOGS) == 2 + 60
+# A Flight SQL command travels as a protobuf Any: field 1 = type URL, field 2 = message
+# (empty for CommandGetCatalogs, so left out).
+_CATALOGS_URL = b"type.googleapis.com/arrow.flight.protocol.sql.CommandGetCatalogs"
+GET_CATALOGS = b"\x0a" + bytes([len(_CATALOGS_URL)]) + _CATALOGS_URL
 
 
 def test_raw_handshake_basic_then_bearer(auth_server: LakehouseServer) -> None:
