@@ -1,5 +1,6 @@
 //! Client of the HTTP API, used by `lakehouse ingest`: streams a file as the
-//! request body so large files never sit in memory, reporting bytes sent.
+//! request body so large files never sit in memory, reporting bytes sent; and
+//! completes a table's metadata.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,6 +62,24 @@ impl GatewayClient {
             .post(url)
             .query(params)
             .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        self.json(response).await
+    }
+
+    /// `PATCH /v1/tables/{table}/metadata` with `fields` (any of owner,
+    /// sensitivity, lineage, freshness_sla, description, tags); returns the table.
+    pub async fn set_metadata(
+        &self,
+        table: &str,
+        fields: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}/v1/tables/{}/metadata", self.base, urlencode(table));
+        let response = self
+            .http
+            .patch(url)
+            .json(fields)
             .send()
             .await
             .map_err(|e| self.connect_error(e))?;

@@ -9,14 +9,14 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use futures::StreamExt;
-use lakehouse_catalog_raft::model::{Sensitivity, TableMetadata, WriteMode};
+use lakehouse_catalog_raft::model::{TableMetadata, WriteMode};
 use lakehouse_common::names::validate_identifier;
 use lakehouse_ingest::{Format, WriteRequest};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
-use crate::GatewayState;
+use crate::{metadata, GatewayState};
 
 /// Query parameters naming the six metadata fields (ADR-013), in the order errors list them.
 pub(crate) const METADATA_PARAMS: [&str; 6] = [
@@ -157,26 +157,13 @@ fn metadata_from_params(
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
     };
-    let sensitivity = Sensitivity::from_str(&get("sensitivity")).map_err(Error::BadRequest)?;
-    let freshness_sla = get("freshness_sla");
-    humantime::parse_duration(&freshness_sla).map_err(|e| {
-        Error::BadRequest(format!(
-            "freshness_sla {freshness_sla:?} is not a duration ({e}); use e.g. 24h, 7d, 30m"
-        ))
-    })?;
-    let tags = get("tags")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect();
     Ok(Some(TableMetadata {
         owner: get("owner"),
-        sensitivity,
+        sensitivity: metadata::sensitivity(&get("sensitivity"))?,
         lineage: get("lineage"),
-        freshness_sla,
+        freshness_sla: metadata::freshness_sla(&get("freshness_sla"))?,
         description: get("description"),
-        tags,
+        tags: metadata::tags(&get("tags")),
         metadata_incomplete: false,
     }))
 }

@@ -1,10 +1,11 @@
-//! The HTTP API on :3100: health, the table catalog with its metadata, ingest
-//! and Prometheus metrics. Errors are JSON `{"error", "detail"}`; each crate's
-//! error kind becomes a status code here, once.
+//! The HTTP API on :3100: health, the table catalog with its metadata (and a
+//! PATCH to complete it), ingest and Prometheus metrics. Errors are JSON
+//! `{"error", "detail"}`; each crate's error kind becomes a status code here, once.
 
 pub mod client;
 mod error;
 mod ingest;
+mod metadata;
 pub mod metrics;
 mod tables;
 
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_ingest::TableWriter;
@@ -39,6 +40,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{name}", get(tables::show))
+        .route("/v1/tables/{name}/metadata", patch(metadata::patch))
         .route(
             "/v1/tables/{name}/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::disable()),

@@ -21,7 +21,12 @@ pub(crate) async fn show(
         .catalog
         .table(&name)
         .ok_or_else(|| Error::TableNotFound(name.clone()))?;
-    let mut body = summary(&table);
+    Ok(Json(detail(&table)))
+}
+
+/// A table as `GET /v1/tables/{name}` shows it: summary, schema and versions.
+pub(crate) fn detail(table: &Table) -> Value {
+    let mut body = summary(table);
     let schema: Vec<Value> = table
         .current()
         .map(|v| {
@@ -34,7 +39,7 @@ pub(crate) async fn show(
         .unwrap_or_default();
     body["schema"] = Value::Array(schema);
     body["versions"] = table.versions.iter().map(version).collect();
-    Ok(Json(body))
+    body
 }
 
 fn summary(table: &Table) -> Value {
@@ -45,6 +50,8 @@ fn summary(table: &Table) -> Value {
         "row_count": current.map(|v| v.row_count),
         "created_at_ms": table.created_at_ms,
         "metadata": table.metadata,
+        // Until someone completes it (PATCH …/metadata): tables made over Flight SQL.
+        "metadata_incomplete": table.metadata.metadata_incomplete,
     })
 }
 
