@@ -10,6 +10,7 @@ mod error;
 mod grpc;
 mod job;
 mod metrics;
+mod result_partitions;
 mod server;
 
 pub use client::{

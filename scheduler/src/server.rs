@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::grpc::AnnouncingScheduler;
 use crate::metrics::{JobCounter, JobCounts};
+use crate::result_partitions::KeepResultPartitions;
 
 /// How long `shutdown` waits for open connections (executors, clients) to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -199,14 +200,16 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     config.override_physical_codec = opts.physical_codec.clone();
     let config_producer: ConfigProducer = Arc::new(default_config_producer);
     config.override_config_producer = Some(Arc::clone(&config_producer));
-    if let Some(env) = opts.runtime_env.clone() {
-        config.override_session_builder = Some(Arc::new(move |session_config| {
-            let state = default_session_builder(session_config)?;
-            Ok(SessionStateBuilder::new_from_existing(state)
-                .with_runtime_env(Arc::clone(&env))
-                .build())
-        }));
-    }
+    let runtime_env = opts.runtime_env.clone();
+    config.override_session_builder = Some(Arc::new(move |session_config| {
+        let state = default_session_builder(session_config)?;
+        let mut builder = SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rule(Arc::new(KeepResultPartitions));
+        if let Some(env) = &runtime_env {
+            builder = builder.with_runtime_env(Arc::clone(env));
+        }
+        Ok(builder.build())
+    }));
     let config = Arc::new(config);
 
     let cluster = BallistaCluster::new_from_config(&config).await?;
