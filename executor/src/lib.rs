@@ -152,14 +152,25 @@ impl fmt::Debug for ExecutorOptions {
 
 /// A running executor. Dropping the handle stops the executor too (in the
 /// background); call [`ExecutorHandle::shutdown`] to wait for it.
-#[derive(Debug)]
 pub struct ExecutorHandle {
     id: String,
     flight_addr: SocketAddr,
     grpc_addr: SocketAddr,
     concurrent_tasks: usize,
+    executor: Arc<Executor>,
     stop: oneshot::Sender<()>,
     supervisor: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ExecutorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorHandle")
+            .field("id", &self.id)
+            .field("flight_addr", &self.flight_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("concurrent_tasks", &self.concurrent_tasks)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ExecutorHandle {
@@ -181,6 +192,18 @@ impl ExecutorHandle {
     /// Task slots this executor offers.
     pub fn concurrent_tasks(&self) -> usize {
         self.concurrent_tasks
+    }
+
+    /// Tasks running now; with no query running it returns to 0 (a cancelled
+    /// or abandoned query must give its slots back).
+    pub fn active_tasks(&self) -> usize {
+        self.executor.active_task_count()
+    }
+
+    /// A reader of [`ExecutorHandle::active_tasks`] for metrics.
+    pub fn active_tasks_reader(&self) -> impl Fn() -> usize + Clone + Send + Sync + 'static {
+        let executor = Arc::clone(&self.executor);
+        move || executor.active_task_count()
     }
 
     /// True once the executor has stopped, e.g. because the scheduler told it to.
@@ -371,7 +394,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
     let metadata = executor.metadata.clone();
     let (stop, stop_signal) = oneshot::channel();
     let supervisor = tokio::spawn(supervise(Supervised {
-        executor,
+        executor: Arc::clone(&executor),
         metadata,
         scheduler,
         notifier,
@@ -392,6 +415,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         flight_addr,
         grpc_addr,
         concurrent_tasks,
+        executor,
         stop,
         supervisor,
     })

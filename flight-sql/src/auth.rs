@@ -31,6 +31,8 @@ use crate::error::{from_datafusion, from_query, Error, Result};
 use grant_sql::GrantChange;
 
 const ADMIN: &str = "admin";
+/// The user recorded (table owner, lineage) when no one authenticated.
+const ANONYMOUS: &str = "anonymous";
 const WRITER: &str = "writer";
 /// Readable by everyone: it describes the catalog, not data.
 const INFORMATION_SCHEMA: &str = "information_schema";
@@ -331,6 +333,21 @@ impl Auth {
         let principal = self.caller()?;
         let needs = needs_of(plan).map_err(from_datafusion)?;
         self.check(&principal, &needs, engine, sql)
+    }
+
+    /// Checks the caller may write (bulk ingest, which has no plan); `what` names the write.
+    pub(crate) fn authorize_write(&self, what: String) -> Result<(), Status> {
+        if !self.enabled {
+            return Ok(());
+        }
+        Ok(self.caller()?.require_write(what)?)
+    }
+
+    /// Who is calling: the authenticated user, or `anonymous` without auth.
+    pub(crate) fn user(&self) -> String {
+        self.caller()
+            .map(|p| p.user)
+            .unwrap_or_else(|_| ANONYMOUS.to_string())
     }
 
     fn check(

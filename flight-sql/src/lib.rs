@@ -5,10 +5,13 @@
 pub mod auth;
 pub mod client;
 mod error;
+mod flight_service;
 mod info;
+mod keys;
 mod placeholders;
 mod planned;
 mod prepared;
+mod running;
 mod service;
 mod tls;
 
@@ -22,6 +25,7 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 pub use auth::Auth;
 pub use error::{Error, Result};
+pub use flight_service::LakehouseFlightService;
 pub use service::LakehouseFlightSql;
 pub use tls::server_tls;
 
@@ -51,7 +55,7 @@ impl FlightSqlServer {
             })?;
         }
         let auth = Arc::clone(service.auth());
-        let server = FlightServiceServer::new(service)
+        let server = FlightServiceServer::new(LakehouseFlightService::new(service))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let router = if auth.enabled() {

@@ -56,6 +56,16 @@ impl PlannedStatements {
         frame.ok_or_else(|| String::from_utf8(sql.to_vec()).ok())
     }
 
+    /// Drops the kept plan of `handle` (a cancel before its DoGet); true if there was one.
+    pub(crate) fn forget(&self, handle: &[u8]) -> bool {
+        let Some(key) = handle.get(..KEY_LEN).and_then(|k| <Key>::try_from(k).ok()) else {
+            return false;
+        };
+        let mut inner = self.lock();
+        inner.order.retain(|o| *o != key);
+        inner.plans.remove(&key).is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

@@ -12,33 +12,45 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionCancelQueryRequest, ActionCancelQueryResult, ActionClosePreparedStatementRequest,
+    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+    CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandGetXdbcTypeInfo, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
-    IpcMessage, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{LogicalPlan, TableType};
+use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::DataFrame;
 use futures::{stream, Stream, StreamExt, TryStreamExt};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::ErrorKind;
+use lakehouse_ingest::TableWriter;
 use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
+use lakehouse_scheduler::RemoteQueryExec;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::instrument;
 
 use crate::auth::Auth;
-use crate::error::{from_datafusion, invalid, status};
+use crate::error::{from_datafusion, from_query, invalid, status};
 use crate::info::{SQL_INFO, XDBC_TYPES};
+use crate::keys::{FOREIGN_KEYS, PRIMARY_KEYS};
 use crate::placeholders::number_placeholders;
 use crate::planned::PlannedStatements;
 use crate::prepared::{Prepared, PreparedStatements};
+use crate::running::{Query, RunningQueries};
+
+mod write;
 
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 type DoGetStream = <LakehouseFlightSql as FlightService>::DoGetStream;
@@ -49,7 +61,10 @@ pub struct LakehouseFlightSql {
     catalog: Catalog,
     prepared: PreparedStatements,
     planned: PlannedStatements,
+    running: RunningQueries,
     auth: Arc<Auth>,
+    /// Statements that write and bulk ingest; `None` serves queries only.
+    writes: Option<write::Writes>,
 }
 
 impl std::fmt::Debug for LakehouseFlightSql {
@@ -65,8 +80,21 @@ impl LakehouseFlightSql {
             catalog,
             prepared: PreparedStatements::default(),
             planned: PlannedStatements::default(),
+            running: RunningQueries::default(),
             auth: Arc::new(Auth::disabled()),
+            writes: None,
         }
+    }
+
+    /// Accepts writes (SQL statements, bulk ingest) through `writer`, the same
+    /// table writer the HTTP ingest uses.
+    pub fn with_writer(mut self, writer: TableWriter) -> Self {
+        self.writes = Some(write::Writes::new(
+            self.engine.clone(),
+            self.catalog.clone(),
+            writer,
+        ));
+        self
     }
 
     /// Checks callers against `auth` (users, grants); without it everyone may do everything.
@@ -103,6 +131,66 @@ impl LakehouseFlightSql {
         }
     }
 
+    /// Streams the results of `frames`, one job after another, as the DoGet of
+    /// `ticket`: a CancelFlightInfo naming the ticket stops them, and a client
+    /// that goes away cancels the running job (the stream is dropped).
+    fn run(
+        &self,
+        ticket: &Ticket,
+        schema: SchemaRef,
+        frames: Vec<DataFrame>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let guard = self.running.begin(&ticket.ticket).ok_or_else(cancelled)?;
+        let query = Arc::clone(guard.query());
+        let batches = stream::iter(frames)
+            .then(move |frame| execute(frame, Arc::clone(&query)))
+            .try_flatten()
+            .map(move |batch| {
+                // The stream owns the guard: the query is registered while it is read.
+                let _ = &guard;
+                batch
+            });
+        Ok(encode(schema, Box::pin(batches)))
+    }
+
+    /// The result schema of `sql`, planned but not run (GetSchema).
+    pub(crate) async fn statement_schema(&self, sql: &str) -> Result<bytes::Bytes, Status> {
+        if self.is_write(sql) {
+            return ipc_schema(&write::result_schema());
+        }
+        let frame = self.plan(&number_placeholders(sql)).await?;
+        ipc_schema(&frame_schema(&frame))
+    }
+
+    /// CancelFlightInfo (and Flight SQL's older CancelQuery): stops the query
+    /// of the FlightInfo's ticket, or refuses its DoGet when it has not started.
+    async fn cancel_flight_info(&self, info: Option<FlightInfo>) -> Result<CancelStatus, Status> {
+        let info = info.ok_or_else(|| invalid("CancelFlightInfo carries no FlightInfo"))?;
+        let mut found = false;
+        for endpoint in &info.endpoint {
+            let Some(ticket) = &endpoint.ticket else {
+                continue;
+            };
+            let not_started = Any::decode(&*ticket.ticket)
+                .ok()
+                .and_then(|any| any.unpack::<TicketStatementQuery>().ok().flatten())
+                .is_some_and(|kept| self.planned.forget(&kept.statement_handle));
+            found |= self
+                .running
+                .cancel(&ticket.ticket, not_started)
+                .await
+                .is_some();
+        }
+        if found {
+            Ok(CancelStatus::Cancelled)
+        } else {
+            Err(status(
+                ErrorKind::NotFound,
+                "no running query has this FlightInfo's ticket: it finished, was cancelled, or was never started here",
+            ))
+        }
+    }
+
     fn prepared(&self, handle: &[u8]) -> Result<Prepared, Status> {
         self.prepared.get(handle).ok_or_else(|| {
             status(
@@ -113,10 +201,30 @@ impl LakehouseFlightSql {
     }
 }
 
-/// Results stream batch by batch as the executors produce them.
-async fn execute(frame: DataFrame) -> Result<FlightStream<RecordBatch>, Status> {
-    let stream = frame.execute_stream().await.map_err(from_datafusion)?;
-    Ok(Box::pin(stream.map_err(from_datafusion)))
+fn cancelled() -> Status {
+    Status::cancelled("the query was cancelled (CancelFlightInfo)")
+}
+
+/// Runs one frame as a Ballista job followed by `query`, streaming batches as
+/// the executors produce them. Once the query is cancelled the stream ends
+/// with `Cancelled`, whatever the job's own error says.
+async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<RecordBatch>, Status> {
+    if query.is_cancelled() {
+        return Err(cancelled());
+    }
+    let task_ctx = Arc::new(frame.task_ctx());
+    let plan = frame
+        .create_physical_plan()
+        .await
+        .map_err(from_datafusion)?;
+    if let Some(remote) = RemoteQueryExec::from_plan(&plan) {
+        query.track(remote.job()).await;
+    }
+    let stream = execute_stream(plan, task_ctx).map_err(from_datafusion)?;
+    Ok(Box::pin(stream.map(move |batch| match batch {
+        _ if query.is_cancelled() => Err(cancelled()),
+        batch => batch.map_err(from_datafusion),
+    })))
 }
 
 fn frame_schema(frame: &DataFrame) -> SchemaRef {
@@ -164,6 +272,11 @@ fn command_info(
     )
 }
 
+/// Tables here have no keys: every key command answers with no rows.
+fn no_keys(schema: &SchemaRef) -> Result<Response<DoGetStream>, Status> {
+    encode_batch(Ok(RecordBatch::new_empty(Arc::clone(schema))))
+}
+
 /// Static metadata tables are built once; a build error is a bug of ours.
 fn built<T>(data: &'static Result<T, FlightError>) -> Result<&'static T, Status> {
     data.as_ref()
@@ -178,11 +291,8 @@ fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
 }
 
 /// `$1, $2, …` in order; a type DataFusion could not infer is reported as Null.
-fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
-    let types = frame
-        .logical_plan()
-        .get_parameter_types()
-        .map_err(from_datafusion)?;
+fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
+    let types = plan.get_parameter_types().map_err(from_datafusion)?;
     let mut fields: Vec<(usize, Field)> = types
         .into_iter()
         .map(|(name, ty)| {
@@ -202,7 +312,18 @@ fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     ))
 }
 
-const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+const TABLE_TYPES: [&str; 3] = ["TABLE", "VIEW", "LOCAL TEMPORARY"];
+
+/// JDBC's names for table types (`information_schema` says `BASE TABLE` for `TABLE`).
+fn table_type_name(table_type: TableType) -> &'static str {
+    match table_type {
+        TableType::Base => "TABLE",
+        TableType::View => "VIEW",
+        TableType::Temporary => "LOCAL TEMPORARY",
+    }
+}
+/// The Flight RPC action name of CancelFlightInfo.
+const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
 
 #[tonic::async_trait]
 impl FlightSqlService for LakehouseFlightSql {
@@ -241,6 +362,11 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        if self.is_write(&query.query) {
+            return self
+                .write_flight_info(&query.query, None, request.into_inner())
+                .await;
+        }
         let frame = self.plan(&number_placeholders(&query.query)).await?;
         let schema = frame_schema(&frame);
         let ticket = TicketStatementQuery {
@@ -256,15 +382,18 @@ impl FlightSqlService for LakehouseFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
+        if let Some(result) = write::result_batch(&ticket.statement_handle) {
+            return encode_batch(Ok(result?));
+        }
         let frame = match self.planned.take(&ticket.statement_handle) {
             Ok(frame) => frame,
             Err(Some(sql)) => self.plan(&number_placeholders(&sql)).await?,
             Err(None) => return Err(invalid("statement ticket is malformed")),
         };
         let schema = frame_schema(&frame);
-        Ok(encode(schema, execute(frame).await?))
+        self.run(request.get_ref(), schema, vec![frame])
     }
 
     async fn do_action_create_prepared_statement(
@@ -273,9 +402,12 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let sql = number_placeholders(&query.query);
+        if self.is_write(&sql) {
+            return self.prepare_write(sql).await;
+        }
         let frame = self.plan(&sql).await?;
         let dataset_schema = ipc_schema(&frame_schema(&frame))?;
-        let parameters = parameter_schema(&frame)?;
+        let parameters = parameter_schema(frame.logical_plan())?;
         let parameter_count = parameters.fields().len();
         let parameter_schema = ipc_schema(&parameters)?;
         let handle = self.prepared.insert(sql, parameter_count);
@@ -294,6 +426,51 @@ impl FlightSqlService for LakehouseFlightSql {
         // Closing twice is harmless; using a closed handle is an error.
         self.prepared.remove(&query.prepared_statement_handle);
         Ok(())
+    }
+
+    async fn do_action_cancel_query(
+        &self,
+        query: ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info)
+            .map_err(|e| invalid(format!("CancelQuery carries no valid FlightInfo: {e}")))?;
+        let cancelled = self.cancel_flight_info(Some(info)).await?;
+        Ok(ActionCancelQueryResult {
+            result: cancelled as i32,
+        })
+    }
+
+    /// Flight RPC actions outside Flight SQL's own set: CancelFlightInfo.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        match action.r#type.as_str() {
+            CANCEL_FLIGHT_INFO => {
+                let cancel = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
+                    invalid(format!(
+                        "CancelFlightInfo body is not a CancelFlightInfoRequest: {e}"
+                    ))
+                })?;
+                let result =
+                    CancelFlightInfoResult::new(self.cancel_flight_info(cancel.info).await?);
+                let body = arrow_flight::Result::new(result.encode_to_vec());
+                Ok(Response::new(Box::pin(stream::once(async { Ok(body) }))))
+            }
+            other => Err(status(
+                ErrorKind::InvalidInput,
+                format!("unknown action {other:?}; see ListActions for the supported ones"),
+            )),
+        }
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        Some(vec![Ok(ActionType {
+            r#type: CANCEL_FLIGHT_INFO.to_string(),
+            description: "Cancel a query by its FlightInfo: stops its Ballista job".to_string(),
+        })])
     }
 
     async fn do_put_prepared_statement_query(
@@ -328,12 +505,45 @@ impl FlightSqlService for LakehouseFlightSql {
         })
     }
 
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.statement_update(command).await
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        command: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.prepared_update(command, request).await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.statement_ingest(command, request).await
+    }
+
     async fn get_flight_info_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let prepared = self.prepared(&cmd.prepared_statement_handle)?;
+        if self.is_write(&prepared.sql) {
+            return self
+                .write_flight_info(
+                    &prepared.sql,
+                    prepared.parameters.as_ref(),
+                    request.into_inner(),
+                )
+                .await;
+        }
         let row = prepared.parameters.as_ref().map(|_| 0);
         let frame = self.plan_bound(&prepared, row).await?;
         flight_info(
@@ -347,9 +557,15 @@ impl FlightSqlService for LakehouseFlightSql {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let prepared = self.prepared(&cmd.prepared_statement_handle)?;
+        if self.is_write(&prepared.sql) {
+            // Its GetFlightInfo ran it and answered with a result ticket.
+            return Err(invalid(
+                "a prepared write runs on GetFlightInfo or as an update, not on DoGet",
+            ));
+        }
         let rows: Vec<Option<usize>> = match &prepared.parameters {
             Some(p) if p.num_rows() > 0 => (0..p.num_rows()).map(Some).collect(),
             _ => vec![None],
@@ -362,8 +578,7 @@ impl FlightSqlService for LakehouseFlightSql {
             .first()
             .map(frame_schema)
             .unwrap_or_else(|| Arc::new(Schema::empty()));
-        let batches = stream::iter(frames).then(execute).try_flatten();
-        Ok(encode(schema, Box::pin(batches)))
+        self.run(request.get_ref(), schema, frames)
     }
 
     async fn get_flight_info_catalogs(
@@ -398,8 +613,9 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        builder.append(CATALOG_NAME, DEFAULT_SCHEMA);
-        builder.append(CATALOG_NAME, "information_schema");
+        for (schema, _) in self.engine.schemas() {
+            builder.append(CATALOG_NAME, schema);
+        }
         encode_batch(builder.build())
     }
 
@@ -417,21 +633,19 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        for table in self.catalog.tables() {
-            let Some(version) = table.current() else {
-                continue;
-            };
+        let tables = self.engine.tables().await.map_err(from_query)?;
+        for table in tables {
             // Tables the caller may not read are not listed either.
-            if !self.auth.may_read(&table.name) {
+            if table.schema_name == DEFAULT_SCHEMA && !self.auth.may_read(&table.name) {
                 continue;
             }
             builder
                 .append(
                     CATALOG_NAME,
-                    DEFAULT_SCHEMA,
+                    &table.schema_name,
                     &table.name,
-                    "TABLE",
-                    &version.schema,
+                    table_type_name(table.table_type),
+                    &table.schema,
                 )
                 .map_err(|e| status(ErrorKind::Internal, e.to_string()))?;
         }
@@ -476,6 +690,70 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         encode_batch(query.into_builder(built(&SQL_INFO)?).build())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        command_info(&PRIMARY_KEYS, &query, request)
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        no_keys(&PRIMARY_KEYS)
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        command_info(&FOREIGN_KEYS, &query, request)
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        no_keys(&FOREIGN_KEYS)
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        command_info(&FOREIGN_KEYS, &query, request)
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        no_keys(&FOREIGN_KEYS)
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        command_info(&FOREIGN_KEYS, &query, request)
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        no_keys(&FOREIGN_KEYS)
     }
 
     async fn get_flight_info_xdbc_type_info(

@@ -71,23 +71,34 @@ pub(crate) async fn render(State(state): State<GatewayState>) -> Response {
         .into_response()
 }
 
-/// Counters whose values live elsewhere (e.g. the scheduler's job totals), read at scrape time.
-pub struct CounterFn {
+/// Metrics whose values live elsewhere (the scheduler's job totals, an
+/// executor's running tasks), read at scrape time.
+pub struct MetricFn {
     name: &'static str,
     help: &'static str,
+    kind: Kind,
     read: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
-impl std::fmt::Debug for CounterFn {
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Only ever rises.
+    Counter,
+    /// Rises and falls.
+    Gauge,
+}
+
+impl std::fmt::Debug for MetricFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CounterFn")
+        f.debug_struct("MetricFn")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
 }
 
-impl CounterFn {
-    pub fn new(
+impl MetricFn {
+    pub fn counter(
         name: &'static str,
         help: &'static str,
         read: impl Fn() -> u64 + Send + Sync + 'static,
@@ -95,20 +106,47 @@ impl CounterFn {
         Self {
             name,
             help,
+            kind: Kind::Counter,
+            read: Box::new(read),
+        }
+    }
+
+    pub fn gauge(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            help,
+            kind: Kind::Gauge,
             read: Box::new(read),
         }
     }
 }
 
-impl prometheus_client::collector::Collector for CounterFn {
+impl prometheus_client::collector::Collector for MetricFn {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
-        let counter = prometheus_client::metrics::counter::ConstCounter::new((self.read)());
-        let metric_encoder =
-            encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
-        counter.encode(metric_encoder)
+        let value = (self.read)();
+        match self.kind {
+            Kind::Counter => {
+                let counter = prometheus_client::metrics::counter::ConstCounter::new(value);
+                let metric =
+                    encoder.encode_descriptor(self.name, self.help, None, counter.metric_type())?;
+                counter.encode(metric)
+            }
+            Kind::Gauge => {
+                let gauge = prometheus_client::metrics::gauge::ConstGauge::new(
+                    i64::try_from(value).unwrap_or(i64::MAX),
+                );
+                let metric =
+                    encoder.encode_descriptor(self.name, self.help, None, gauge.metric_type())?;
+                gauge.encode(metric)
+            }
+        }
     }
 }

@@ -36,6 +36,47 @@ enum Command {
     /// Helpers for the `[auth]` section.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Work with a table's catalog entry through a running server.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Set some or all of a table's metadata; once all six are set, a table made
+    /// over Flight SQL is no longer flagged incomplete.
+    SetMetadata(SetMetadataArgs),
+}
+
+#[derive(Debug, Args)]
+struct SetMetadataArgs {
+    /// The table.
+    table: String,
+    /// Who owns the data.
+    #[arg(long)]
+    owner: Option<String>,
+    /// public, internal, confidential or restricted.
+    #[arg(long)]
+    sensitivity: Option<String>,
+    /// Where the data came from, e.g. `ats-export -> ingest`.
+    #[arg(long)]
+    lineage: Option<String>,
+    /// How stale the data may get, e.g. 24h.
+    #[arg(long)]
+    freshness_sla: Option<String>,
+    /// What the data is.
+    #[arg(long)]
+    description: Option<String>,
+    /// Comma-separated tags.
+    #[arg(long)]
+    tags: Option<String>,
+    /// HTTP address of the server.
+    #[arg(
+        long,
+        env = "LAKEHOUSE_SERVER",
+        default_value = "http://127.0.0.1:3100"
+    )]
+    server: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +179,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Ingest(args) => ingest(args).await,
         Command::Sql(args) => sql(args).await,
         Command::Auth(AuthCommand::HashPassword) => hash_password(),
+        Command::Table(TableCommand::SetMetadata(args)) => set_metadata(args).await,
     }
 }
 
@@ -251,6 +293,38 @@ fn summary_line(summary: &serde_json::Value, seconds: f64) -> String {
         summary["mode"].as_str().unwrap_or("?"),
         types.join(", ")
     )
+}
+
+async fn set_metadata(args: SetMetadataArgs) -> Result<(), BoxError> {
+    let fields: serde_json::Map<String, serde_json::Value> = [
+        ("owner", args.owner),
+        ("sensitivity", args.sensitivity),
+        ("lineage", args.lineage),
+        ("freshness_sla", args.freshness_sla),
+        ("description", args.description),
+        ("tags", args.tags),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name.to_string(), serde_json::Value::String(v))))
+    .collect();
+    if fields.is_empty() {
+        return Err("nothing to set: give any of --owner, --sensitivity, --lineage, --freshness-sla, --description, --tags".into());
+    }
+    let client = lakehouse_gateway::client::GatewayClient::new(&args.server);
+    let table = client
+        .set_metadata(&args.table, &serde_json::Value::Object(fields))
+        .await?;
+    let incomplete = table["metadata_incomplete"].as_bool().unwrap_or(false);
+    println!(
+        "{}: metadata {}",
+        args.table,
+        if incomplete {
+            "updated; still incomplete (set all of owner, sensitivity, lineage, freshness SLA, description and tags)"
+        } else {
+            "complete"
+        }
+    );
+    Ok(())
 }
 
 async fn sql(args: SqlArgs) -> Result<(), BoxError> {

@@ -10,7 +10,7 @@ use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
 use lakehouse_flight_sql::{Auth, FlightSqlServer};
-use lakehouse_gateway::metrics::CounterFn;
+use lakehouse_gateway::metrics::MetricFn;
 use lakehouse_gateway::{GatewayState, Metrics};
 use lakehouse_ingest::TableWriter;
 use lakehouse_query::QueryEngine;
@@ -158,8 +158,16 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
             ),
         ] {
             let jobs = jobs.clone();
-            registry.register_collector(Box::new(CounterFn::new(name, help, move || pick(jobs()))));
+            registry.register_collector(Box::new(MetricFn::counter(name, help, move || {
+                pick(jobs())
+            })));
         }
+        let active_tasks = executor.active_tasks_reader();
+        registry.register_collector(Box::new(MetricFn::gauge(
+            "executor_active_tasks",
+            "Tasks running on the executor now",
+            move || active_tasks() as u64,
+        )));
     });
     let gateway_state = GatewayState {
         catalog: catalog.clone(),
@@ -173,8 +181,10 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         max_ingest_bytes: config.gateway.max_ingest_bytes,
     };
 
-    let flight_service =
-        lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone()).with_auth(auth);
+    let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
+        .with_auth(auth)
+        // One writer for HTTP and Flight SQL: every write takes the same lease path.
+        .with_writer(gateway_state.writer.clone());
     let flight_server = FlightSqlServer::new(flight_service, tls)?;
 
     let http = TcpListener::bind(config.gateway.http_addr)

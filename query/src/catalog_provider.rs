@@ -1,5 +1,6 @@
 //! DataFusion's view of the replicated catalog: catalog `lakehouse`, schema
-//! `public` (one schema per bucket later), a table per catalog table.
+//! `public` (one schema per bucket later), a table per catalog table and a view
+//! per catalog view. Views are planned from their SQL each time they are read.
 
 use std::sync::Arc;
 
@@ -9,11 +10,28 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use lakehouse_catalog_raft::model::View;
 use lakehouse_catalog_raft::Catalog;
 
 pub const CATALOG_NAME: &str = "lakehouse";
 pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Views within views deeper than this are refused: a view that reaches itself
+/// through others would otherwise plan forever.
+const MAX_VIEW_DEPTH: usize = 16;
+
+tokio::task_local! {
+    /// How many views the planning on this task is inside of.
+    static VIEW_DEPTH: usize;
+}
+
+/// The planning session, fetched when a view is read (the provider lives inside
+/// that session, so it cannot own it).
+pub type SessionSource = Arc<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct LakehouseCatalogProvider {
@@ -21,9 +39,23 @@ pub struct LakehouseCatalogProvider {
 }
 
 impl LakehouseCatalogProvider {
+    /// Without [`Self::with_session`], views are listed but cannot be read.
     pub fn new(catalog: Catalog) -> Self {
         Self {
-            schema: Arc::new(LakehouseSchemaProvider { catalog }),
+            schema: Arc::new(LakehouseSchemaProvider {
+                catalog,
+                session: None,
+            }),
+        }
+    }
+
+    /// Views are planned in the session `session` returns.
+    pub fn with_session(self, session: SessionSource) -> Self {
+        Self {
+            schema: Arc::new(LakehouseSchemaProvider {
+                catalog: self.schema.catalog.clone(),
+                session: Some(session),
+            }),
         }
     }
 }
@@ -38,21 +70,75 @@ impl CatalogProvider for LakehouseCatalogProvider {
     }
 }
 
-#[derive(Debug)]
 struct LakehouseSchemaProvider {
     catalog: Catalog,
+    session: Option<SessionSource>,
+}
+
+impl std::fmt::Debug for LakehouseSchemaProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakehouseSchemaProvider")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LakehouseSchemaProvider {
+    /// Plans the view's `CREATE VIEW` statement (planning runs nothing) and keeps
+    /// its query; the tables it reads are pinned now, like a table's files.
+    async fn view(&self, view: View) -> Result<Arc<dyn TableProvider>> {
+        let depth = VIEW_DEPTH.try_with(|d| *d).unwrap_or(0);
+        if depth >= MAX_VIEW_DEPTH {
+            return Err(DataFusionError::Plan(format!(
+                "view `{}` is nested more than {MAX_VIEW_DEPTH} views deep; does it select from itself through another view?",
+                view.name
+            )));
+        }
+        let state = self.session.as_ref().and_then(|s| s()).ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "view `{}` cannot be read: no query session to plan it in",
+                view.name
+            ))
+        })?;
+        let plan = VIEW_DEPTH
+            .scope(depth + 1, state.create_logical_plan(&view.sql))
+            .await
+            .map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "view `{}` cannot be planned any more ({e}); drop it or create it again",
+                    view.name
+                ))
+            })?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateView(create)) => Ok(Arc::new(ViewTable::new(
+                Arc::unwrap_or_clone(create.input),
+                Some(view.sql),
+            ))),
+            other => Err(DataFusionError::Internal(format!(
+                "view `{}` is stored as a {} statement, not CREATE VIEW",
+                view.name,
+                other.display()
+            ))),
+        }
+    }
 }
 
 #[async_trait]
 impl SchemaProvider for LakehouseSchemaProvider {
     fn table_names(&self) -> Vec<String> {
-        self.catalog.tables().into_iter().map(|t| t.name).collect()
+        let tables = self.catalog.tables().into_iter().map(|t| t.name);
+        tables
+            .chain(self.catalog.views().into_iter().map(|v| v.name))
+            .collect()
     }
 
     /// The current version's files, pinned now: a commit during the query is not seen.
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let Some(table) = self.catalog.table(name) else {
-            return Ok(None);
+            return match self.catalog.view(name) {
+                Some(view) => self.view(view).await.map(Some),
+                None => Ok(None),
+            };
         };
         let Some(version) = table.current() else {
             return Ok(None);
@@ -81,6 +167,6 @@ impl SchemaProvider for LakehouseSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.table(name).is_some()
+        self.catalog.table(name).is_some() || self.catalog.view(name).is_some()
     }
 }

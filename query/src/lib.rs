@@ -6,6 +6,9 @@ mod catalog_provider;
 
 use std::sync::Arc;
 
+use datafusion::catalog::information_schema::{InformationSchemaProvider, INFORMATION_SCHEMA};
+use datafusion::catalog::SchemaProvider;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
@@ -13,12 +16,15 @@ use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::QueryConfig;
 use lakehouse_common::{Bucket, ErrorKind};
 
-pub use catalog_provider::{LakehouseCatalogProvider, CATALOG_NAME, DEFAULT_SCHEMA};
+pub use catalog_provider::{LakehouseCatalogProvider, SessionSource, CATALOG_NAME, DEFAULT_SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Plan(datafusion::error::DataFusionError),
+
+    #[error("{statement} writes, so it cannot run as part of a query; send it on its own as a statement")]
+    NotAQuery { statement: String },
 
     #[error("cannot reach the scheduler at {url}: {detail}")]
     Scheduler { url: String, detail: String },
@@ -30,6 +36,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Plan(e) => datafusion_error_kind(e),
+            Error::NotAQuery { .. } => ErrorKind::InvalidInput,
             Error::Scheduler { .. } => ErrorKind::Unavailable,
         }
     }
@@ -102,16 +109,19 @@ impl QueryEngine {
                 detail: e.to_string(),
             })?;
         register_bucket(&ctx, catalog.bucket());
-        ctx.register_catalog(
-            CATALOG_NAME,
-            Arc::new(LakehouseCatalogProvider::new(catalog)),
-        );
+        // Views are planned in this same session when a query reads them.
+        let session = ctx.state_weak_ref();
+        let provider = LakehouseCatalogProvider::new(catalog).with_session(Arc::new(move || {
+            session.upgrade().map(|state| state.read().clone())
+        }));
+        ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
         Ok(Self { ctx })
     }
 
     /// Plans `sql`; nothing runs until the frame is executed (as a Ballista job).
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        self.ctx.sql(sql).await.map_err(Error::Plan)
+        let plan = self.logical_plan(sql).await?;
+        self.execute_plan(plan).await
     }
 
     /// Parses and plans `sql` without running anything, so a caller can check the
@@ -125,8 +135,14 @@ impl QueryEngine {
             .map_err(Error::Plan)
     }
 
-    /// The frame of a plan from [`QueryEngine::logical_plan`]; DDL runs here, as in `sql`.
+    /// The frame of a plan from [`QueryEngine::logical_plan`]. Plans that write
+    /// (DML, DDL, COPY) are refused: DataFusion would run them against its
+    /// in-memory defaults, past the table writer's lease and commit; Flight SQL
+    /// takes them apart and writes through the writer instead.
     pub async fn execute_plan(&self, plan: LogicalPlan) -> Result<DataFrame> {
+        if let Some(statement) = writes(&plan).map_err(Error::Plan)? {
+            return Err(Error::NotAQuery { statement });
+        }
         self.ctx
             .execute_logical_plan(plan)
             .await
@@ -136,6 +152,78 @@ impl QueryEngine {
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
+
+    /// Every table and view of the `lakehouse` catalog, `information_schema`
+    /// included, as `information_schema.tables` lists them: Flight SQL's
+    /// GetTables reads this so the two always agree.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        let mut entries = Vec::new();
+        for (schema_name, schema) in self.schemas() {
+            for name in schema.table_names() {
+                let Some(table) = schema.table(&name).await.map_err(Error::Plan)? else {
+                    continue;
+                };
+                entries.push(TableEntry {
+                    schema_name: schema_name.clone(),
+                    table_type: table.table_type(),
+                    schema: table.schema(),
+                    name,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The schemas of the `lakehouse` catalog; `information_schema` is not one of the
+    /// catalog's own (DataFusion resolves it by name), so it is added here.
+    pub fn schemas(&self) -> Vec<(String, Arc<dyn SchemaProvider>)> {
+        let Some(catalog) = self.ctx.catalog(CATALOG_NAME) else {
+            return Vec::new();
+        };
+        let mut schemas: Vec<(String, Arc<dyn SchemaProvider>)> = catalog
+            .schema_names()
+            .into_iter()
+            .filter_map(|name| catalog.schema(&name).map(|schema| (name, schema)))
+            .collect();
+        let state = self.ctx.state();
+        if state.config().information_schema() {
+            let provider = InformationSchemaProvider::new(Arc::clone(state.catalog_list()));
+            schemas.push((INFORMATION_SCHEMA.to_string(), Arc::new(provider)));
+        }
+        schemas
+    }
+}
+
+/// One row of [`QueryEngine::tables`].
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    pub schema_name: String,
+    pub name: String,
+    pub table_type: datafusion::logical_expr::TableType,
+    pub schema: arrow_schema::SchemaRef,
+}
+
+/// The write statement in `plan`, if any. EXPLAIN (without ANALYZE) only shows
+/// a plan, so it may describe a write.
+fn writes(plan: &LogicalPlan) -> datafusion::error::Result<Option<String>> {
+    if matches!(plan, LogicalPlan::Explain(_)) {
+        return Ok(None);
+    }
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        found = match node {
+            LogicalPlan::Dml(dml) => Some(format!("{} into table `{}`", dml.op, dml.table_name)),
+            LogicalPlan::Ddl(ddl) => Some(ddl.name().to_string()),
+            LogicalPlan::Copy(_) => Some("COPY".to_string()),
+            _ => None,
+        };
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
 }
 
 /// The planning session reads Parquet footers from the bucket, so it needs its store.
