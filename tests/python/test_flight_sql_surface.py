@@ -217,9 +217,10 @@ def run_in_thread(target) -> tuple[threading.Thread, dict]:
 
 
 def wait_running(server) -> None:
-    # Known lag: after the earlier tests cancel jobs, the executor is idle at once but the
-    # scheduler can take ~40 s to count the aborted tasks' slots as free, so a new job may
-    # queue that long (seen in full-suite runs). The bound leaves room for it.
+    # Known lag: a cancelled task leaves the executor's task table at once (the gauge drops),
+    # but its slot comes back only when the aborted future next yields; the nested-loop join
+    # of SLOW_QUERY in a debug build can compute ~40 s without yielding, so a job submitted
+    # right after a cancel may queue that long (seen in full-suite runs). The bound allows it.
     wait_until(
         lambda: active_tasks(server) > 0,
         timeout=150,
