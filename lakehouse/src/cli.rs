@@ -52,6 +52,20 @@ enum TableCommand {
 struct SetMetadataArgs {
     /// The table.
     table: String,
+    #[command(flatten)]
+    metadata: MetadataFlags,
+    /// HTTP address of the server.
+    #[arg(
+        long,
+        env = "LAKEHOUSE_SERVER",
+        default_value = "http://127.0.0.1:3100"
+    )]
+    server: String,
+}
+
+/// The six ADR-013 metadata fields, as flags of `ingest` and `table set-metadata`.
+#[derive(Debug, Args)]
+struct MetadataFlags {
     /// Who owns the data.
     #[arg(long)]
     owner: Option<String>,
@@ -70,13 +84,24 @@ struct SetMetadataArgs {
     /// Comma-separated tags.
     #[arg(long)]
     tags: Option<String>,
-    /// HTTP address of the server.
-    #[arg(
-        long,
-        env = "LAKEHOUSE_SERVER",
-        default_value = "http://127.0.0.1:3100"
-    )]
-    server: String,
+}
+
+impl MetadataFlags {
+    /// (field name, flag, value) for each field.
+    fn fields(&self) -> [(&'static str, &'static str, Option<&String>); 6] {
+        [
+            ("owner", "--owner", self.owner.as_ref()),
+            ("sensitivity", "--sensitivity", self.sensitivity.as_ref()),
+            ("lineage", "--lineage", self.lineage.as_ref()),
+            (
+                "freshness_sla",
+                "--freshness-sla",
+                self.freshness_sla.as_ref(),
+            ),
+            ("description", "--description", self.description.as_ref()),
+            ("tags", "--tags", self.tags.as_ref()),
+        ]
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,24 +133,8 @@ struct IngestArgs {
     /// Target table (lowercase letters, digits, `_`).
     #[arg(long)]
     table: String,
-    /// Who owns the data.
-    #[arg(long)]
-    owner: Option<String>,
-    /// public, internal, confidential or restricted.
-    #[arg(long)]
-    sensitivity: Option<String>,
-    /// Where the data came from, e.g. `ats-export -> ingest`.
-    #[arg(long)]
-    lineage: Option<String>,
-    /// How stale the data may get, e.g. 24h.
-    #[arg(long)]
-    freshness_sla: Option<String>,
-    /// What the data is.
-    #[arg(long)]
-    description: Option<String>,
-    /// Comma-separated tags.
-    #[arg(long)]
-    tags: Option<String>,
+    #[command(flatten)]
+    metadata: MetadataFlags,
     /// csv, json or parquet (default: from the extension).
     #[arg(long)]
     format: Option<String>,
@@ -200,19 +209,12 @@ fn hash_password() -> Result<(), BoxError> {
 
 async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
     lakehouse_common::names::validate_identifier("table name", &args.table)?;
-    let flags = [
-        ("owner", "--owner", &args.owner),
-        ("sensitivity", "--sensitivity", &args.sensitivity),
-        ("lineage", "--lineage", &args.lineage),
-        ("freshness_sla", "--freshness-sla", &args.freshness_sla),
-        ("description", "--description", &args.description),
-        ("tags", "--tags", &args.tags),
-    ];
+    let flags = args.metadata.fields();
     // A new table needs all six; appending or replacing keeps the recorded metadata.
     if args.mode.is_none() {
         let missing: Vec<&str> = flags
             .iter()
-            .filter(|(_, _, v)| v.as_deref().is_none_or(|s| s.trim().is_empty()))
+            .filter(|(_, _, v)| v.is_none_or(|s| s.trim().is_empty()))
             .map(|(_, flag, _)| *flag)
             .collect();
         if !missing.is_empty() {
@@ -229,7 +231,7 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
         .len();
     let mut params: Vec<(&str, String)> = flags
         .iter()
-        .filter_map(|(name, _, v)| v.as_ref().map(|v| (*name, v.clone())))
+        .filter_map(|(name, _, v)| v.map(|v| (*name, v.clone())))
         .collect();
     params.push(("filename", file_name(&args.file)));
     if let Some(format) = args.format {
@@ -296,17 +298,14 @@ fn summary_line(summary: &serde_json::Value, seconds: f64) -> String {
 }
 
 async fn set_metadata(args: SetMetadataArgs) -> Result<(), BoxError> {
-    let fields: serde_json::Map<String, serde_json::Value> = [
-        ("owner", args.owner),
-        ("sensitivity", args.sensitivity),
-        ("lineage", args.lineage),
-        ("freshness_sla", args.freshness_sla),
-        ("description", args.description),
-        ("tags", args.tags),
-    ]
-    .into_iter()
-    .filter_map(|(name, value)| value.map(|v| (name.to_string(), serde_json::Value::String(v))))
-    .collect();
+    let fields: serde_json::Map<String, serde_json::Value> = args
+        .metadata
+        .fields()
+        .into_iter()
+        .filter_map(|(name, _, value)| {
+            value.map(|v| (name.to_string(), serde_json::Value::String(v.clone())))
+        })
+        .collect();
     if fields.is_empty() {
         return Err("nothing to set: give any of --owner, --sensitivity, --lineage, --freshness-sla, --description, --tags".into());
     }
