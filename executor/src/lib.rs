@@ -16,13 +16,16 @@
 
 mod error;
 mod pool;
+mod running_tasks;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::running_tasks::CountingEngine;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::error::BallistaError;
@@ -152,25 +155,15 @@ impl fmt::Debug for ExecutorOptions {
 
 /// A running executor. Dropping the handle stops the executor too (in the
 /// background); call [`ExecutorHandle::shutdown`] to wait for it.
+#[derive(Debug)]
 pub struct ExecutorHandle {
     id: String,
     flight_addr: SocketAddr,
     grpc_addr: SocketAddr,
     concurrent_tasks: usize,
-    executor: Arc<Executor>,
+    running_tasks: Arc<AtomicUsize>,
     stop: oneshot::Sender<()>,
     supervisor: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for ExecutorHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecutorHandle")
-            .field("id", &self.id)
-            .field("flight_addr", &self.flight_addr)
-            .field("grpc_addr", &self.grpc_addr)
-            .field("concurrent_tasks", &self.concurrent_tasks)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ExecutorHandle {
@@ -194,16 +187,17 @@ impl ExecutorHandle {
         self.concurrent_tasks
     }
 
-    /// Tasks running now; with no query running it returns to 0 (a cancelled
-    /// or abandoned query must give its slots back).
+    /// Tasks whose work is still running, cancelled ones included until they
+    /// stop; with no query running it returns to 0 (a cancelled or abandoned
+    /// query must give its slots back).
     pub fn active_tasks(&self) -> usize {
-        self.executor.active_task_count()
+        self.running_tasks.load(Ordering::Acquire)
     }
 
     /// A reader of [`ExecutorHandle::active_tasks`] for metrics.
     pub fn active_tasks_reader(&self) -> impl Fn() -> usize + Clone + Send + Sync + 'static {
-        let executor = Arc::clone(&self.executor);
-        move || executor.active_task_count()
+        let running = Arc::clone(&self.running_tasks);
+        move || running.load(Ordering::Acquire)
     }
 
     /// True once the executor has stopped, e.g. because the scheduler told it to.
@@ -300,9 +294,13 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         pool_policy,
         SESSION_RUNTIME_CACHE,
     ));
-    let engine = Arc::new(DefaultExecutionEngine::with_client_pool(Arc::new(
-        pool::FlightClientPool::new(CLIENT_IDLE_TIMEOUT),
-    )));
+    let running_tasks = Arc::new(AtomicUsize::new(0));
+    let engine = Arc::new(CountingEngine::new(
+        Arc::new(DefaultExecutionEngine::with_client_pool(Arc::new(
+            pool::FlightClientPool::new(CLIENT_IDLE_TIMEOUT),
+        ))),
+        Arc::clone(&running_tasks),
+    ));
     let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::new(
         opts.logical_codec
             .clone()
@@ -394,7 +392,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
     let metadata = executor.metadata.clone();
     let (stop, stop_signal) = oneshot::channel();
     let supervisor = tokio::spawn(supervise(Supervised {
-        executor: Arc::clone(&executor),
+        executor,
         metadata,
         scheduler,
         notifier,
@@ -415,7 +413,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         flight_addr,
         grpc_addr,
         concurrent_tasks,
-        executor,
+        running_tasks,
         stop,
         supervisor,
     })
