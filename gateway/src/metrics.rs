@@ -103,12 +103,7 @@ impl MetricFn {
         help: &'static str,
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            name,
-            help,
-            kind: Kind::Counter,
-            read: Box::new(read),
-        }
+        Self::new(name, help, Kind::Counter, Box::new(read))
     }
 
     pub fn gauge(
@@ -116,11 +111,20 @@ impl MetricFn {
         help: &'static str,
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) -> Self {
+        Self::new(name, help, Kind::Gauge, Box::new(read))
+    }
+
+    fn new(
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        read: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
         Self {
             name,
             help,
-            kind: Kind::Gauge,
-            read: Box::new(read),
+            kind,
+            read,
         }
     }
 }
