@@ -86,6 +86,17 @@ pub struct CatalogConfig {
     pub snapshot_every_entries: u64,
     /// How many catalog manifests to keep in the bucket.
     pub manifests_retained: usize,
+    /// gRPC address of `lakehouse catalog` (Raft between nodes, and the catalog's clients).
+    pub listen_addr: SocketAddr,
+    /// host:port the other nodes reach this one at. Empty: `listen_addr`.
+    pub advertise_addr: String,
+    /// The cluster's nodes as `ID=HOST:PORT`, this one included; the lowest id
+    /// bootstraps a new cluster. Empty: a one-node cluster.
+    pub peers: Vec<String>,
+    /// How long a node waits to connect to a peer, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How long adding a node waits for it to catch up before it becomes a voter, milliseconds.
+    pub catch_up_timeout_ms: u64,
 }
 
 impl Default for CatalogConfig {
@@ -100,7 +111,54 @@ impl Default for CatalogConfig {
             lease_wait_ms: 5_000,
             snapshot_every_entries: 1_000,
             manifests_retained: 20,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 3102)),
+            advertise_addr: String::new(),
+            peers: Vec::new(),
+            connect_timeout_ms: 500,
+            catch_up_timeout_ms: 30_000,
         }
+    }
+}
+
+impl CatalogConfig {
+    /// The address other nodes reach this one at.
+    pub fn advertised_addr(&self) -> String {
+        if self.advertise_addr.is_empty() {
+            self.listen_addr.to_string()
+        } else {
+            self.advertise_addr.clone()
+        }
+    }
+
+    /// `peers` by node id; empty peers mean this node alone.
+    pub fn peer_map(&self) -> Result<BTreeMap<u64, String>> {
+        let mut peers = BTreeMap::new();
+        for peer in &self.peers {
+            let parsed = peer
+                .split_once('=')
+                .and_then(|(id, addr)| Some((id.trim().parse::<u64>().ok()?, addr.trim())))
+                .filter(|(_, addr)| !addr.is_empty());
+            let Some((id, addr)) = parsed else {
+                return Err(Error::Config(format!(
+                    "catalog.peers entry `{peer}` is not ID=HOST:PORT (e.g. 2=10.0.0.2:3102)"
+                )));
+            };
+            if peers.insert(id, addr.to_string()).is_some() {
+                return Err(Error::Config(format!(
+                    "catalog.peers names node {id} twice"
+                )));
+            }
+        }
+        if peers.is_empty() {
+            peers.insert(self.node_id, self.advertised_addr());
+        }
+        if !peers.contains_key(&self.node_id) {
+            return Err(Error::Config(format!(
+                "catalog.peers must list this node (catalog.node_id = {}) too",
+                self.node_id
+            )));
+        }
+        Ok(peers)
     }
 }
 
@@ -421,6 +479,7 @@ impl Config {
                 "catalog.lease_ttl_ms must be at least 1".to_string(),
             ));
         }
+        c.peer_map()?;
         if self.gateway.rows_per_file == 0 {
             return Err(Error::Config(
                 "gateway.rows_per_file must be at least 1".to_string(),
@@ -529,6 +588,31 @@ mod tests {
             assert_eq!(config.flight_sql, FlightSqlConfig::default());
             Ok(())
         });
+    }
+
+    #[test]
+    fn catalog_peers_parse_and_must_include_this_node() {
+        let mut catalog = CatalogConfig {
+            node_id: 2,
+            peers: vec!["1=10.0.0.1:3102".into(), " 2 = 10.0.0.2:3102".into()],
+            ..CatalogConfig::default()
+        };
+        let peers = catalog.peer_map().unwrap();
+        assert_eq!(peers.get(&2).map(String::as_str), Some("10.0.0.2:3102"));
+        assert_eq!(peers.len(), 2);
+
+        catalog.node_id = 3;
+        let err = catalog.peer_map().unwrap_err().to_string();
+        assert!(err.contains("node_id = 3"), "{err}");
+        catalog.peers = vec!["x=host:1".into()];
+        let err = catalog.peer_map().unwrap_err().to_string();
+        assert!(err.contains("ID=HOST:PORT"), "{err}");
+        catalog.peers = Vec::new();
+        assert_eq!(
+            catalog.peer_map().unwrap().get(&3).map(String::as_str),
+            Some("127.0.0.1:3102"),
+            "no peers: this node alone, at its listen address"
+        );
     }
 
     #[test]
