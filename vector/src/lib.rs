@@ -1,0 +1,19 @@
+//! HNSW shard indexes for vector search (issue 6, ADR-018).
+//!
+//! [`ShardBuilder`] builds a graph with hnsw_rs's parallel insert and freezes it
+//! into a [`FrozenHnsw`]: flat arrays searched by a tight loop, the way Qdrant
+//! turns its `GraphLayersBuilder` into `GraphLayers`. The frozen form is also the
+//! on-disk form: [`sidecar`] writes and reads it through the object store.
+
+mod builder;
+mod distance;
+mod error;
+mod frozen;
+pub mod sidecar;
+
+pub use builder::ShardBuilder;
+pub use error::{Error, Result};
+pub use frozen::{FrozenHnsw, IndexParams, Metric, MAX_K};
+
+#[cfg(test)]
+mod tests;
