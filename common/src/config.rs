@@ -31,6 +31,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub embedding: EmbeddingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -254,6 +255,144 @@ impl Default for GatewayConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 3100)),
             max_ingest_bytes: 10 * 1024 * 1024 * 1024,
             rows_per_file: 1_000_000,
+        }
+    }
+}
+
+/// Embedding models by profile name (issue 6): indexes and `/v1/embeddings` name a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Local model files (`scripts/setup.sh` fetches them). Empty: `~/.cache/lakehouse-models`.
+    pub models_dir: String,
+    /// Profiles by name.
+    pub profiles: BTreeMap<String, EmbeddingProfile>,
+}
+
+/// The profile a fresh install has: the local all-MiniLM-L6-v2.
+pub const DEFAULT_EMBEDDING_PROFILE: &str = "minilm";
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: String::new(),
+            profiles: BTreeMap::from([(
+                DEFAULT_EMBEDDING_PROFILE.to_string(),
+                EmbeddingProfile::default(),
+            )]),
+        }
+    }
+}
+
+impl EmbeddingConfig {
+    /// The configured directory, else `$HOME/.cache/lakehouse-models`, else `./lakehouse-models`.
+    pub fn models_dir(&self) -> PathBuf {
+        if !self.models_dir.is_empty() {
+            return PathBuf::from(&self.models_dir);
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => Path::new(&home).join(".cache").join("lakehouse-models"),
+            None => PathBuf::from("lakehouse-models"),
+        }
+    }
+
+    /// The named profile, or an error listing the known ones.
+    pub fn profile(&self, name: &str) -> Result<&EmbeddingProfile> {
+        self.profiles.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.profiles.keys().map(String::as_str).collect();
+            Error::Config(format!(
+                "unknown embedding profile `{name}`; configured profiles: {} (add one under [embedding.profiles.{name}])",
+                known.join(", ")
+            ))
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, profile) in &self.profiles {
+            let key = format!("embedding.profiles.{name}");
+            crate::names::validate_identifier("embedding profile name", name)?;
+            if profile.model.is_empty() {
+                return Err(Error::Config(format!("{key}.model is empty: name a model")));
+            }
+            if profile.batch_size == 0 {
+                return Err(Error::Config(format!(
+                    "{key}.batch_size must be at least 1"
+                )));
+            }
+            if profile.timeout_ms == 0 {
+                return Err(Error::Config(format!(
+                    "{key}.timeout_ms must be at least 1"
+                )));
+            }
+            let needs_url = profile.backend != EmbeddingBackend::Local;
+            if needs_url && profile.url.is_empty() {
+                return Err(Error::Config(format!(
+                    "{key}.url is empty: the {:?} backend needs the server's base URL, e.g. http://127.0.0.1:11434",
+                    profile.backend
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where an embedding profile's model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingBackend {
+    /// In process with candle; model files under `embedding.models_dir`.
+    Local,
+    /// An Ollama server: `POST /api/embed`.
+    Ollama,
+    /// An OpenAI-compatible server: `POST /v1/embeddings`.
+    Openai,
+}
+
+/// How an index built with a profile stores its vectors (ADR-008, ADR-019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorBackend {
+    /// Parquet `doc_id, chunk_text, vector` with an HNSW sidecar.
+    Parquet,
+    /// A Lance dataset with an IVF index.
+    Lance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingProfile {
+    /// `local`, `ollama` or `openai`.
+    pub backend: EmbeddingBackend,
+    /// A directory under `models_dir` (local) or the server's model name.
+    pub model: String,
+    /// Base URL of the server (ollama, openai only).
+    pub url: String,
+    /// Where the API key comes from (openai only): `env:VAR` or `file:PATH`; empty: none.
+    pub api_key_ref: String,
+    /// Dimensions the model must produce; 0 accepts what the model reports.
+    pub dims: usize,
+    /// Texts per forward pass or request.
+    pub batch_size: usize,
+    /// Per-request timeout (HTTP only), milliseconds.
+    pub timeout_ms: u64,
+    /// Retries after a failed request (HTTP only), with exponential backoff.
+    pub retries: u32,
+    /// How indexes built with this profile store vectors.
+    pub vector_backend: VectorBackend,
+}
+
+impl Default for EmbeddingProfile {
+    fn default() -> Self {
+        Self {
+            backend: EmbeddingBackend::Local,
+            model: "all-MiniLM-L6-v2".to_string(),
+            url: String::new(),
+            api_key_ref: String::new(),
+            dims: 384,
+            batch_size: 32,
+            timeout_ms: 30_000,
+            retries: 3,
+            vector_backend: VectorBackend::Parquet,
         }
     }
 }
@@ -487,6 +626,7 @@ impl Config {
         }
         self.auth.validate()?;
         self.tls.validate()?;
+        self.embedding.validate()?;
         self.check_exposure()
     }
 
@@ -698,6 +838,35 @@ mod tests {
     fn tls_needs_cert_and_key() {
         let err = auth_error("[tls]\ncert_path = \"c.pem\"\n");
         assert!(err.contains("tls.key_path"), "{err}");
+    #[test]
+    fn embedding_profiles_merge_and_validate() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "lakehouse.toml",
+                "[embedding.profiles.nomic]\nbackend = \"ollama\"\nmodel = \"nomic-embed-text\"\n\
+                 url = \"http://127.0.0.1:11434\"\ndims = 768\n",
+            )?;
+            let config = Config::load(None).unwrap();
+            let nomic = config.embedding.profile("nomic").unwrap();
+            assert_eq!(nomic.backend, EmbeddingBackend::Ollama);
+            assert_eq!(nomic.batch_size, 32, "unset keys take the defaults");
+            assert_eq!(
+                config.embedding.profile(DEFAULT_EMBEDDING_PROFILE).unwrap(),
+                &EmbeddingProfile::default()
+            );
+            let err = config.embedding.profile("nope").unwrap_err().to_string();
+            assert!(
+                err.contains("`nope`") && err.contains("minilm, nomic"),
+                "{err}"
+            );
+            Ok(())
+        });
+        let err = auth_error("[embedding.profiles.o]\nbackend = \"openai\"\n");
+        assert!(err.contains("embedding.profiles.o.url"), "{err}");
+        let err = auth_error("[embedding.profiles.m]\nbatch_size = 0\n");
+        assert!(err.contains("embedding.profiles.m.batch_size"), "{err}");
+    }
+
     }
 
     #[test]
