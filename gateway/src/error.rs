@@ -11,6 +11,9 @@ pub enum Error {
     #[error(transparent)]
     Catalog(#[from] lakehouse_catalog_raft::Error),
 
+    #[error(transparent)]
+    Embedding(#[from] lakehouse_embedding::Error),
+
     #[error("table `{0}` does not exist")]
     TableNotFound(String),
 
@@ -31,6 +34,7 @@ impl Error {
         match self {
             Error::Ingest(e) => e.kind(),
             Error::Catalog(e) => e.kind(),
+            Error::Embedding(e) => e.kind(),
             Error::TableNotFound(_) => ErrorKind::NotFound,
             Error::BadRequest(_) => ErrorKind::InvalidInput,
             Error::TooLarge { .. } => ErrorKind::TooLarge,

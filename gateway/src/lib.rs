@@ -3,6 +3,7 @@
 //! `{"error", "detail"}`; each crate's error kind becomes a status code here, once.
 
 pub mod client;
+mod embeddings;
 mod error;
 mod ingest;
 mod metadata;
@@ -21,6 +22,7 @@ use lakehouse_ingest::TableWriter;
 use tokio::net::TcpListener;
 
 pub use error::{Error, Result};
+pub use lakehouse_embedding::Embedders;
 pub use metrics::Metrics;
 
 /// What the HTTP handlers share.
@@ -32,12 +34,15 @@ pub struct GatewayState {
     /// Uploads are spooled here before they are read (type inference reads twice).
     pub spool_dir: PathBuf,
     pub max_ingest_bytes: u64,
+    /// The `[embedding]` profiles behind `POST /v1/embeddings`, opened on first use.
+    pub embedders: Arc<Embedders>,
 }
 
 pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{name}", get(tables::show))
         .route("/v1/tables/{name}/metadata", patch(metadata::patch))

@@ -181,6 +181,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         max_ingest_bytes: config.gateway.max_ingest_bytes,
     };
 
+        embedders: Arc::new(lakehouse_gateway::Embedders::new(config.embedding.clone())),
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
         .with_auth(auth)
         // One writer for HTTP and Flight SQL: every write takes the same lease path.
