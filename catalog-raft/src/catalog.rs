@@ -524,6 +524,23 @@ impl Catalog {
         self.write_done("drop view", request).await
     }
 
+    /// GRANT (`granted`) or REVOKE SELECT on `table` to `role`, kept in the
+    /// replicated catalog so grants outlive restarts.
+    #[tracing::instrument(skip_all, fields(%role, %table, granted))]
+    pub async fn set_grant(&self, role: &str, table: &str, granted: bool) -> Result<()> {
+        let request = Request::SetGrant {
+            role: role.to_string(),
+            table: table.to_string(),
+            granted,
+        };
+        self.write_done("change a grant", request).await
+    }
+
+    /// The grants of the applied state: role → tables.
+    pub fn grants(&self) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        self.read_state(|s| s.grants.clone())
+    }
+
     /// Writes a request whose success is `Done`, then the manifest.
     async fn write_done(&self, what: &str, request: Request) -> Result<()> {
         match self.write(request).await? {

@@ -5,13 +5,14 @@
 //! readable manifest.
 //!
 //! Layout: one row per record, columns `entity` ("table" | "version" | "view" |
-//! "lease" | "counters"), `name` (table or view name, or "counters"), `version`
+//! "lease" | "grant" | "counters"), `name` (table or view name, the role of a
+//! grant, or "counters"), `version`
 //! (table version for "version" rows, else null), `body` (the record as JSON).
 //! File key-value metadata carries `lakehouse.manifest.format_version` and
 //! `lakehouse.catalog_version`.
 //!
-//! Format versions: 1 has no "view" rows; 2 adds them. This build writes 2 and
-//! reads both.
+//! Format versions: 1 has no "view" rows; 2 adds them; 3 adds "grant" rows (a
+//! role's granted tables as a JSON list). This build writes 3 and reads all three.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,9 +36,9 @@ use crate::model::{CatalogState, Lease, Table, TableVersion, View};
 /// Where manifests live in the bucket.
 pub const MANIFEST_DIR: &str = "_catalog/manifests";
 /// The layout described above, as written by this build.
-pub const FORMAT_VERSION: &str = "2";
+pub const FORMAT_VERSION: &str = "3";
 /// Every format this build reads; a newer one is refused.
-const READABLE_FORMATS: [&str; 2] = ["1", "2"];
+const READABLE_FORMATS: [&str; 3] = ["1", "2", "3"];
 pub const KEY_FORMAT_VERSION: &str = "lakehouse.manifest.format_version";
 pub const KEY_CATALOG_VERSION: &str = "lakehouse.catalog_version";
 
@@ -45,6 +46,7 @@ const ENTITY_TABLE: &str = "table";
 const ENTITY_VERSION: &str = "version";
 const ENTITY_VIEW: &str = "view";
 const ENTITY_LEASE: &str = "lease";
+const ENTITY_GRANT: &str = "grant";
 const ENTITY_COUNTERS: &str = "counters";
 
 /// The key of the manifest for `catalog_version`; zero-padded so keys sort by version.
@@ -120,6 +122,12 @@ fn encode_as(state: &CatalogState, format_version: &str) -> Result<Bytes> {
         name.push(lease.table.clone());
         version.push(None);
         body.push(json(serde_json::to_string(lease))?);
+    }
+    for (role, tables) in &state.grants {
+        entity.push(ENTITY_GRANT);
+        name.push(role.clone());
+        version.push(None);
+        body.push(json(serde_json::to_string(tables))?);
     }
     entity.push(ENTITY_COUNTERS);
     name.push(ENTITY_COUNTERS.to_string());
@@ -198,6 +206,7 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
     let mut versions: Vec<(String, TableVersion)> = Vec::new();
     let mut views = BTreeMap::new();
     let mut leases = BTreeMap::new();
+    let mut grants = BTreeMap::new();
     let mut counters: Option<Counters> = None;
     for batch in reader {
         let batch = batch.map_err(|e| fail(format!("reading rows: {e}")))?;
@@ -262,6 +271,10 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
                     let lease: Lease = serde_json::from_str(body_text).map_err(bad)?;
                     leases.insert(lease.table.clone(), lease);
                 }
+                ENTITY_GRANT => {
+                    let tables = serde_json::from_str(body_text).map_err(bad)?;
+                    grants.insert(name.value(row).to_string(), tables);
+                }
                 ENTITY_COUNTERS => counters = Some(serde_json::from_str(body_text).map_err(bad)?),
                 other => {
                     return Err(fail(format!(
@@ -294,6 +307,7 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
         tables,
         views,
         leases,
+        grants,
         last_token: counters.last_token,
         catalog_version: counters.catalog_version,
     })
@@ -500,9 +514,15 @@ mod tests {
                 ("\\PC{1,40}", schema(), "\\PC{1,10}", any::<i64>()),
                 0..3,
             ),
+            prop::collection::btree_map(
+                "[a-z_*][a-z0-9_]{0,10}",
+                prop::collection::btree_set("[a-z_*][a-z0-9_]{0,10}", 1..3),
+                0..3,
+            ),
         )
-            .prop_map(|(tables, leases, last_token, catalog_version, views)| {
-                CatalogState {
+            .prop_map(
+                |(tables, leases, last_token, catalog_version, views, grants)| CatalogState {
+                    grants,
                     views: views
                         .into_iter()
                         .map(|(name, (sql, schema, owner, created_at_ms))| {
@@ -550,8 +570,8 @@ mod tests {
                         .collect(),
                     last_token,
                     catalog_version,
-                }
-            })
+                },
+            )
     }
 
     proptest! {
@@ -596,6 +616,10 @@ mod tests {
         let decoded = decode("v1", encode_as(&state, "1").unwrap()).unwrap();
         assert_eq!(decoded, state);
         assert!(decoded.views.is_empty());
+        for older in ["2", "1"] {
+            let decoded = decode("old", encode_as(&state, older).unwrap()).unwrap();
+            assert!(decoded.grants.is_empty(), "format {older} has no grants");
+        }
 
         let err = decode("v9", encode_as(&state, "9").unwrap()).unwrap_err();
         assert!(err.to_string().contains("newer lakehouse"), "{err}");

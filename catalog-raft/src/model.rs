@@ -2,7 +2,7 @@
 //! These types are replicated through Raft and written into manifests, so every
 //! change to them must stay readable by older manifests (serde defaults).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -206,6 +206,10 @@ pub struct CatalogState {
     #[serde(default)]
     pub views: BTreeMap<String, View>,
     pub leases: BTreeMap<String, Lease>,
+    /// SELECT grants made with GRANT / REVOKE: role (`*`: every role) → tables
+    /// (`*`: every table). Absent from states written before grants were kept here.
+    #[serde(default)]
+    pub grants: BTreeMap<String, BTreeSet<String>>,
     /// Last fencing token handed out.
     pub last_token: u64,
     /// Bumped by every applied change; names the manifest written for it.

@@ -52,6 +52,13 @@ pub enum Request {
     DropView {
         name: String,
     },
+    /// GRANT (`granted`) or REVOKE SELECT on `table` to `role`; granting twice or
+    /// revoking what was never granted changes nothing.
+    SetGrant {
+        role: String,
+        table: String,
+        granted: bool,
+    },
     /// Replaces the whole state with one read from a bucket manifest.
     Restore(CatalogState),
 }

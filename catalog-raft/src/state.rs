@@ -57,6 +57,14 @@ pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
             }
             None => Err(Refusal::ViewNotFound { view: name }),
         },
+        Request::SetGrant {
+            role,
+            table,
+            granted,
+        } => {
+            set_grant(state, role, table, granted);
+            Ok(Response::Done)
+        }
         Request::Restore(restored) => {
             // Tokens and catalog versions never go backwards, whatever the manifest says:
             // a writer holding an older token must stay fenced off.
@@ -166,6 +174,18 @@ fn release_lease(state: &mut CatalogState, table: &str, token: u64) -> Response 
         state.catalog_version += 1;
     }
     Response::Done
+}
+
+fn set_grant(state: &mut CatalogState, role: String, table: String, granted: bool) {
+    if granted {
+        state.grants.entry(role).or_default().insert(table);
+    } else if let Some(tables) = state.grants.get_mut(&role) {
+        tables.remove(&table);
+        if tables.is_empty() {
+            state.grants.remove(&role);
+        }
+    }
+    state.catalog_version += 1;
 }
 
 fn commit_version(
@@ -583,6 +603,24 @@ mod tests {
             apply(&mut state, drop),
             Response::Refused(Refusal::TableNotFound { .. })
         ));
+    }
+
+    #[test]
+    fn grants_are_set_and_revoked_idempotently() {
+        let mut state = CatalogState::default();
+        let grant = |granted| Request::SetGrant {
+            role: "reader".to_string(),
+            table: "t".to_string(),
+            granted,
+        };
+        for _ in 0..2 {
+            assert_eq!(apply(&mut state, grant(true)), Response::Done);
+        }
+        assert_eq!(state.grants["reader"].len(), 1);
+        assert_eq!(apply(&mut state, grant(false)), Response::Done);
+        assert!(state.grants.is_empty(), "a role without tables is dropped");
+        assert_eq!(apply(&mut state, grant(false)), Response::Done);
+        assert_eq!(state.catalog_version, 4);
     }
 
     #[test]
