@@ -76,9 +76,9 @@ fn raft_config(c: &CatalogConfig) -> Result<Arc<openraft::Config>> {
         // openraft's 200 ms default is too short to ship a real catalog snapshot.
         install_snapshot_timeout: 60_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_every_entries.max(1)),
-        // The snapshot is persisted before the log is purged and no follower needs
-        // old entries yet (one node), so the log keeps nothing a snapshot covers.
-        max_in_snapshot_log_to_keep: 0,
+        // One snapshot interval of log stays behind the snapshot, so a follower that
+        // was briefly down catches up from the log instead of a whole snapshot.
+        max_in_snapshot_log_to_keep: c.snapshot_every_entries,
         ..Default::default()
     };
     let config = config
@@ -87,11 +87,26 @@ fn raft_config(c: &CatalogConfig) -> Result<Arc<openraft::Config>> {
     Ok(Arc::new(config))
 }
 
-fn fatal(e: Fatal<NodeId>) -> Error {
+pub(crate) fn fatal(e: Fatal<NodeId>) -> Error {
     match e {
         Fatal::Stopped => Error::ShutDown,
         Fatal::StorageError(e) => Error::Raft(format!("local log storage failed: {e}")),
         Fatal::Panicked => Error::Raft("the Raft core task panicked".to_string()),
+    }
+}
+
+/// Maps a refused log write (entries and membership changes alike).
+pub(crate) fn client_write_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, openraft::BasicNode>>,
+) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Error::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            Error::InvalidRequest(format!("membership change refused: {e}"))
+        }
+        RaftError::Fatal(e) => fatal(e),
     }
 }
 
@@ -113,29 +128,7 @@ impl Catalog {
         bucket: Bucket,
         clock: Arc<dyn Clock>,
     ) -> Result<Catalog> {
-        let db = store::open_database(dir).await?;
-        let state_machine = StateMachineStore::new(Arc::clone(&db), dir)?;
-        let shared = state_machine.shared();
-        let raft = Raft::new(
-            config.node_id,
-            raft_config(config)?,
-            NetworkFactory,
-            LogStore::new(db),
-            state_machine,
-        )
-        .await
-        .map_err(fatal)?;
-        let catalog = Catalog {
-            inner: Arc::new(Inner {
-                raft,
-                node_id: config.node_id,
-                shared,
-                bucket,
-                clock,
-                config: config.clone(),
-                manifest_written: tokio::sync::Mutex::new(0),
-            }),
-        };
+        let catalog = Catalog::build(config, dir, bucket, clock).await?;
         match catalog.start().await {
             Ok(()) => Ok(catalog),
             Err(e) => {
@@ -146,6 +139,55 @@ impl Catalog {
                 Err(e)
             }
         }
+    }
+
+    /// Opens the local Raft log under `dir` and starts Raft with the gRPC
+    /// network, without initializing a cluster or waiting for a leader.
+    pub(crate) async fn build(
+        config: &CatalogConfig,
+        dir: &Path,
+        bucket: Bucket,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Catalog> {
+        let db = store::open_database(dir).await?;
+        let state_machine = StateMachineStore::new(Arc::clone(&db), dir)?;
+        let shared = state_machine.shared();
+        let network = NetworkFactory::new(
+            config.node_id,
+            Duration::from_millis(config.connect_timeout_ms),
+        );
+        let raft = Raft::new(
+            config.node_id,
+            raft_config(config)?,
+            network,
+            LogStore::new(db),
+            state_machine,
+        )
+        .await
+        .map_err(fatal)?;
+        Ok(Catalog {
+            inner: Arc::new(Inner {
+                raft,
+                node_id: config.node_id,
+                shared,
+                bucket,
+                clock,
+                config: config.clone(),
+                manifest_written: tokio::sync::Mutex::new(0),
+            }),
+        })
+    }
+
+    pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    pub(crate) fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    pub(crate) fn config(&self) -> &CatalogConfig {
+        &self.inner.config
     }
 
     async fn start(&self) -> Result<()> {
@@ -188,7 +230,9 @@ impl Catalog {
         Ok(())
     }
 
-    async fn ensure_applied(&self) -> Result<()> {
+    /// Waits until everything committed before the call is applied here (a
+    /// linearizable read point); only the leader can tell.
+    pub(crate) async fn ensure_applied(&self) -> Result<()> {
         match self.inner.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -247,23 +291,17 @@ impl Catalog {
         self.inner.shared.read().catalog.catalog_version
     }
 
-    fn read_state<R>(&self, f: impl FnOnce(&CatalogState) -> R) -> R {
+    pub(crate) fn read_state<R>(&self, f: impl FnOnce(&CatalogState) -> R) -> R {
         f(&self.inner.shared.read().catalog)
     }
 
     async fn write(&self, request: Request) -> Result<Response> {
-        match self.inner.raft.client_write(request).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(Error::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
-        }
+        self.inner
+            .raft
+            .client_write(request)
+            .await
+            .map(|response| response.data)
+            .map_err(client_write_error)
     }
 
     /// Writes the manifest of the current state unless the bucket has it already.

@@ -133,8 +133,20 @@ pub enum Error {
     #[error("catalog Raft: {0}")]
     Raft(String),
 
-    #[error("this catalog node is not the leader (leader: {leader:?}); multi-node catalogs arrive with the cluster work")]
+    #[error("this catalog node is not the leader (leader: {leader:?}); send the request to the leader or to a catalog server, which forwards it")]
     NotLeader { leader: Option<u64> },
+
+    /// A catalog node could not be reached or answered with a transport error.
+    #[error("catalog node {addr}: {reason}; check that `lakehouse catalog` runs there and the address is right")]
+    Unreachable { addr: String, reason: String },
+
+    /// An error a remote catalog node reported, with its kind.
+    #[error("catalog node {addr}: {message}")]
+    Remote {
+        addr: String,
+        kind: ErrorKind,
+        message: String,
+    },
 
     #[error("the catalog is shut down")]
     ShutDown,
@@ -176,9 +188,81 @@ impl Error {
             | Error::LocalStore { .. }
             | Error::Raft(_)
             | Error::NotLeader { .. }
+            | Error::Unreachable { .. }
             | Error::ShutDown => ErrorKind::Unavailable,
+            Error::Remote { kind, .. } => *kind,
             Error::Manifest { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl Error {
+    /// The refusal this error stands for, if it is one, so it can travel to a
+    /// remote client and come back as the same error there.
+    pub fn refusal(&self) -> Option<Refusal> {
+        Some(match self {
+            Error::LeaseHeld {
+                table,
+                holder,
+                token,
+                expires_in_ms,
+            } => Refusal::LeaseHeld {
+                table: table.clone(),
+                holder: holder.clone(),
+                token: *token,
+                expires_in_ms: *expires_in_ms,
+            },
+            Error::StaleToken {
+                table,
+                token,
+                current,
+            } => Refusal::StaleToken {
+                table: table.clone(),
+                token: *token,
+                current: *current,
+            },
+            Error::LeaseExpired {
+                table,
+                holder,
+                token,
+                expired_ms_ago,
+            } => Refusal::LeaseExpired {
+                table: table.clone(),
+                holder: holder.clone(),
+                token: *token,
+                expired_ms_ago: *expired_ms_ago,
+            },
+            Error::TableExists { table } => Refusal::TableExists {
+                table: table.clone(),
+            },
+            Error::TableNotFound { table } => Refusal::TableNotFound {
+                table: table.clone(),
+            },
+            Error::SchemaMismatch { table, differences } => Refusal::SchemaMismatch {
+                table: table.clone(),
+                differences: differences.clone(),
+            },
+            Error::MissingMetadata { table } => Refusal::MissingMetadata {
+                table: table.clone(),
+            },
+            Error::ViewExists { view } => Refusal::ViewExists { view: view.clone() },
+            Error::ViewNotFound { view } => Refusal::ViewNotFound { view: view.clone() },
+            Error::NameTaken { name, taken_by } => Refusal::NameTaken {
+                name: name.clone(),
+                taken_by: *taken_by,
+            },
+            Error::InvalidRequest(_)
+            | Error::Common(_)
+            | Error::Manifest { .. }
+            | Error::ManifestNotWritten { .. }
+            | Error::LocalStore { .. }
+            | Error::Raft(_)
+            | Error::NotLeader { .. }
+            | Error::Unreachable { .. }
+            | Error::Remote { .. }
+            | Error::ShutDown
+            | Error::Internal(_) => return None,
+        })
     }
 }
 

@@ -9,16 +9,21 @@
 mod catalog;
 #[cfg(test)]
 mod catalog_tests;
+mod client;
+mod cluster;
 mod error;
 mod gc;
 pub mod manifest;
 pub mod model;
 mod network;
 mod request;
+mod server;
 mod state;
 mod store;
 
 pub use catalog::{Catalog, CatalogMetrics};
+pub use client::{CatalogClient, ClientReply, ClientRequest, ClusterStatus};
+pub use cluster::{Member, NodeStatus};
 pub use error::{Error, Refusal, Result};
 pub use model::{
     CatalogState, DataFile, Lease, ObjectKind, Sensitivity, Table, TableCommit, TableMetadata,
@@ -26,5 +31,6 @@ pub use model::{
 };
 pub use network::{NetworkFactory, PeerClient};
 pub use request::{NodeId, Request, Response, TypeConfig};
+pub use server::CatalogNode;
 pub use state::append_schema;
 pub use store::{LogStore, SnapshotBuilder, StateMachineStore};

@@ -91,8 +91,8 @@ pub struct CatalogConfig {
     pub listen_addr: SocketAddr,
     /// host:port the other nodes reach this one at. Empty: `listen_addr`.
     pub advertise_addr: String,
-    /// The cluster's nodes as `ID=HOST:PORT`, this one included; the lowest id
-    /// bootstraps a new cluster. Empty: a one-node cluster.
+    /// The cluster's nodes as `ID=HOST:PORT`; the lowest id (this node counts)
+    /// bootstraps a new cluster, the others wait to be added. Empty: this node alone.
     pub peers: Vec<String>,
     /// How long a node waits to connect to a peer, milliseconds.
     pub connect_timeout_ms: u64,
@@ -131,7 +131,7 @@ impl CatalogConfig {
         }
     }
 
-    /// `peers` by node id; empty peers mean this node alone.
+    /// `peers` by node id, this node included (at its advertised address when not listed).
     pub fn peer_map(&self) -> Result<BTreeMap<u64, String>> {
         let mut peers = BTreeMap::new();
         for peer in &self.peers {
@@ -150,15 +150,9 @@ impl CatalogConfig {
                 )));
             }
         }
-        if peers.is_empty() {
-            peers.insert(self.node_id, self.advertised_addr());
-        }
-        if !peers.contains_key(&self.node_id) {
-            return Err(Error::Config(format!(
-                "catalog.peers must list this node (catalog.node_id = {}) too",
-                self.node_id
-            )));
-        }
+        peers
+            .entry(self.node_id)
+            .or_insert_with(|| self.advertised_addr());
         Ok(peers)
     }
 }
@@ -731,7 +725,7 @@ mod tests {
     }
 
     #[test]
-    fn catalog_peers_parse_and_must_include_this_node() {
+    fn catalog_peers_parse_and_include_this_node() {
         let mut catalog = CatalogConfig {
             node_id: 2,
             peers: vec!["1=10.0.0.1:3102".into(), " 2 = 10.0.0.2:3102".into()],
@@ -742,17 +736,15 @@ mod tests {
         assert_eq!(peers.len(), 2);
 
         catalog.node_id = 3;
-        let err = catalog.peer_map().unwrap_err().to_string();
-        assert!(err.contains("node_id = 3"), "{err}");
+        catalog.advertise_addr = "10.0.0.3:3102".into();
+        let peers = catalog.peer_map().unwrap();
+        assert_eq!(peers.get(&3).map(String::as_str), Some("10.0.0.3:3102"));
         catalog.peers = vec!["x=host:1".into()];
         let err = catalog.peer_map().unwrap_err().to_string();
         assert!(err.contains("ID=HOST:PORT"), "{err}");
-        catalog.peers = Vec::new();
-        assert_eq!(
-            catalog.peer_map().unwrap().get(&3).map(String::as_str),
-            Some("127.0.0.1:3102"),
-            "no peers: this node alone, at its listen address"
-        );
+        catalog.peers = vec!["1=a:1".into(), "1=b:1".into()];
+        let err = catalog.peer_map().unwrap_err().to_string();
+        assert!(err.contains("node 1 twice"), "{err}");
     }
 
     #[test]
