@@ -81,57 +81,65 @@ pub(crate) fn prefetch<T>(ptr: *const T, bytes: usize) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn l2_squared_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (lane, sum) in acc.iter_mut().enumerate() {
-                let d = _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + lane * 8)),
-                    _mm256_loadu_ps(pb.add(i + lane * 8)),
-                );
-                *sum = _mm256_fmadd_ps(d, d, *sum);
+    /// One kernel per vector width: four independent accumulators hide the FMA
+    /// latency; whole registers first, the last few values in scalar code.
+    macro_rules! l2_squared_kernel {
+        ($name:ident, $feature:literal, $lanes:literal, $zero:ident, $load:ident, $sub:ident, $fmadd:ident, $add:ident, $reduce:path) => {
+            #[target_feature(enable = $feature)]
+            pub(super) unsafe fn $name(a: &[f32], b: &[f32]) -> f32 {
+                let n = a.len().min(b.len());
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let mut acc = [$zero(); 4];
+                let mut i = 0;
+                while i + 4 * $lanes <= n {
+                    for (lane, sum) in acc.iter_mut().enumerate() {
+                        let d = $sub(
+                            $load(pa.add(i + lane * $lanes)),
+                            $load(pb.add(i + lane * $lanes)),
+                        );
+                        *sum = $fmadd(d, d, *sum);
+                    }
+                    i += 4 * $lanes;
+                }
+                while i + $lanes <= n {
+                    let d = $sub($load(pa.add(i)), $load(pb.add(i)));
+                    acc[0] = $fmadd(d, d, acc[0]);
+                    i += $lanes;
+                }
+                let sum = $add($add(acc[0], acc[1]), $add(acc[2], acc[3]));
+                $reduce(sum) + super::l2_squared_scalar(&a[i..n], &b[i..n])
             }
-            i += 32;
-        }
-        while i + 8 <= n {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let single = _mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1));
-        _mm_cvtss_f32(single) + super::l2_squared_scalar(&a[i..n], &b[i..n])
+        };
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn l2_squared_avx512(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 64 <= n {
-            for (lane, sum) in acc.iter_mut().enumerate() {
-                let d = _mm512_sub_ps(
-                    _mm512_loadu_ps(pa.add(i + lane * 16)),
-                    _mm512_loadu_ps(pb.add(i + lane * 16)),
-                );
-                *sum = _mm512_fmadd_ps(d, d, *sum);
-            }
-            i += 64;
-        }
-        while i + 16 <= n {
-            let d = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
-            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
-            i += 16;
-        }
-        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        _mm512_reduce_add_ps(sum) + super::l2_squared_scalar(&a[i..n], &b[i..n])
+    l2_squared_kernel!(
+        l2_squared_avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_sub_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        sum_avx2
+    );
+    l2_squared_kernel!(
+        l2_squared_avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_sub_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_reduce_add_ps
+    );
+
+    #[target_feature(enable = "avx2")]
+    fn sum_avx2(v: __m256) -> f32 {
+        let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let quad = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(quad, _mm_shuffle_ps(quad, quad, 1)))
     }
 }
 
