@@ -72,7 +72,7 @@ fi
 want="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
 stamp="$VENV/.lakehouse-requirements.sha256"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ] \
-    || ! "$VENV/bin/python" -c 'import pyarrow, adbc_driver_manager, adbc_driver_flightsql, duckdb, pytest, pytest_timeout, requests, moto, boto3' >/dev/null 2>&1; then
+    || ! "$VENV/bin/python" -c 'import pyarrow, adbc_driver_manager, adbc_driver_flightsql, flightsql, sqlalchemy, duckdb, pytest, pytest_timeout, requests, moto, boto3' >/dev/null 2>&1; then
     log "installing Python client libraries into $VENV"
     "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQUIREMENTS"
     echo "$want" >"$stamp"

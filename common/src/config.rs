@@ -222,12 +222,18 @@ impl Default for QueryConfig {
 pub struct FlightSqlConfig {
     /// Flight SQL listen address.
     pub addr: SocketAddr,
+    /// A client session (its schema and SET options) ends this long after its last use, seconds.
+    pub session_idle_secs: u64,
+    /// Most client sessions kept; beyond it the least recently used ends.
+    pub max_sessions: usize,
 }
 
 impl Default for FlightSqlConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 3101)),
+            session_idle_secs: 3_600,
+            max_sessions: 10_000,
         }
     }
 }

@@ -9,9 +9,10 @@
 
 mod grant_sql;
 pub mod layer;
+mod visible;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -20,6 +21,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::TableReference;
+use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::{AuthConfig, ALL};
 use lakehouse_common::storage::resolve_secret;
 use lakehouse_common::Clock;
@@ -118,9 +120,11 @@ struct Session {
 pub struct Auth {
     enabled: bool,
     users: HashMap<String, User>,
-    /// Role (`*`: every role) → tables (`*`: every table). Starts from `auth.grants`;
-    /// GRANT and REVOKE change it in memory only.
-    grants: RwLock<BTreeMap<String, BTreeSet<String>>>,
+    /// Role (`*`: every role) → tables (`*`: every table), from `auth.grants`.
+    grants: BTreeMap<String, BTreeSet<String>>,
+    /// Where GRANT and REVOKE are kept (replicated, so they outlive restarts);
+    /// `None`: SQL grants are refused.
+    catalog: Option<Catalog>,
     known_roles: BTreeSet<String>,
     sessions: Mutex<HashMap<String, Session>>,
     ttl_ms: i64,
@@ -142,7 +146,8 @@ impl Auth {
         Self {
             enabled: false,
             users: HashMap::new(),
-            grants: RwLock::default(),
+            grants: BTreeMap::new(),
+            catalog: None,
             known_roles: BTreeSet::new(),
             sessions: Mutex::default(),
             ttl_ms: 0,
@@ -188,12 +193,19 @@ impl Auth {
         Ok(Self {
             enabled: true,
             users,
-            grants: RwLock::new(grants),
+            grants,
+            catalog: None,
             known_roles,
             sessions: Mutex::default(),
             ttl_ms: i64::try_from(config.token_ttl_secs.saturating_mul(1_000)).unwrap_or(i64::MAX),
             clock,
         })
+    }
+
+    /// Keeps GRANT and REVOKE made over SQL in `catalog`.
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -292,14 +304,20 @@ impl Auth {
         if principal.is_admin() {
             return true;
         }
-        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
-        principal
+        let from_sql = self
+            .catalog
+            .as_ref()
+            .map(Catalog::grants)
+            .unwrap_or_default();
+        let granted = principal
             .roles
             .iter()
             .map(String::as_str)
             .chain([ALL])
-            .filter_map(|role| grants.get(role))
-            .any(|tables| tables.contains(table) || tables.contains(ALL))
+            .flat_map(|role| [self.grants.get(role), from_sql.get(role)])
+            .flatten()
+            .any(|tables| tables.contains(table) || tables.contains(ALL));
+        granted
     }
 
     /// Plans `sql` for the caller. GRANT and REVOKE are handled here; anything else is
@@ -307,15 +325,42 @@ impl Auth {
     /// turned into a frame, because DDL takes effect at that step.
     pub async fn plan(&self, engine: &QueryEngine, sql: &str) -> Result<DataFrame, Status> {
         if let Some(change) = grant_sql::parse(sql)? {
-            self.change_grants(change)?;
-            let empty = LogicalPlanBuilder::empty(false)
-                .build()
-                .map_err(from_datafusion)?;
-            return engine.execute_plan(empty).await.map_err(from_query);
+            self.change_grants(change).await?;
+            return empty_frame(engine).await;
         }
         let plan = engine.logical_plan(sql).await.map_err(from_query)?;
         self.authorize(engine, sql, &plan)?;
+        let plan = self.hide_unreadable(engine, plan)?;
         engine.execute_plan(plan).await.map_err(from_query)
+    }
+
+    /// `information_schema` shows the caller only the tables it may read, as
+    /// GetTables does.
+    fn hide_unreadable(
+        &self,
+        engine: &QueryEngine,
+        plan: LogicalPlan,
+    ) -> Result<LogicalPlan, Status> {
+        if !self.enabled {
+            return Ok(plan);
+        }
+        let principal = self.caller()?;
+        if principal.is_admin() {
+            return Ok(plan);
+        }
+        let config = engine.context().copied_config();
+        let readable = || {
+            let Some(catalog) = &self.catalog else {
+                return Vec::new();
+            };
+            let tables = catalog.tables().into_iter().map(|t| t.name);
+            let views = catalog.views().into_iter().map(|v| v.name);
+            tables
+                .chain(views)
+                .filter(|name| self.granted(&principal, name))
+                .collect()
+        };
+        visible::hide_unreadable(plan, &config.options().catalog, readable).map_err(from_datafusion)
     }
 
     /// Checks the caller may run `plan` (planned from `sql`): grants for every
@@ -377,8 +422,13 @@ impl Auth {
                     .map_err(from_datafusion)?,
             );
         }
+        // Unqualified names resolve in the session's default schema, as the planner did.
+        let config = engine.context().copied_config();
+        let defaults = &config.options().catalog;
         for table in &reads {
-            let resolved = table.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
+            let resolved = table
+                .clone()
+                .resolve(&defaults.default_catalog, &defaults.default_schema);
             if resolved.schema.as_ref() == INFORMATION_SCHEMA {
                 continue;
             }
@@ -396,7 +446,7 @@ impl Auth {
         Ok(())
     }
 
-    fn change_grants(&self, change: GrantChange) -> Result<()> {
+    async fn change_grants(&self, change: GrantChange) -> Result<()> {
         let statement = change.to_string();
         if !self.enabled {
             return Err(Error::GrantStatement {
@@ -419,15 +469,27 @@ impl Auth {
                 ),
             });
         }
-        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
-        if change.grant {
-            grants
-                .entry(change.role.clone())
-                .or_default()
-                .insert(change.table.clone());
-        } else if let Some(tables) = grants.get_mut(&change.role) {
-            tables.remove(&change.table);
+        let in_config = self
+            .grants
+            .get(&change.role)
+            .is_some_and(|tables| tables.contains(&change.table));
+        if !change.grant && in_config {
+            return Err(Error::GrantStatement {
+                statement,
+                reason: "this grant comes from auth.grants in the config; remove it there"
+                    .to_string(),
+            });
         }
+        let Some(catalog) = &self.catalog else {
+            return Err(Error::GrantStatement {
+                statement,
+                reason: "this server keeps no catalog for grants".to_string(),
+            });
+        };
+        catalog
+            .set_grant(&change.role, &change.table, change.grant)
+            .await
+            .map_err(|source| Error::GrantNotStored { statement, source })?;
         tracing::info!(grant = change.grant, role = %change.role, table = %change.table, "grants changed");
         Ok(())
     }
@@ -436,6 +498,14 @@ impl Auth {
         // A panic while holding the lock leaves the map usable; keep serving.
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The frame of a statement that returns nothing (GRANT, SET, …).
+pub(crate) async fn empty_frame(engine: &QueryEngine) -> Result<DataFrame, Status> {
+    let empty = LogicalPlanBuilder::empty(false)
+        .build()
+        .map_err(from_datafusion)?;
+    engine.execute_plan(empty).await.map_err(from_query)
 }
 
 /// What a plan asks of its caller.
@@ -688,33 +758,38 @@ mod tests {
         );
     }
 
+    /// What is refused before a grant reaches the catalog (which the Python tests
+    /// restart to show grants persist).
     #[tokio::test]
-    async fn sql_grants_change_the_table_for_admins_only() {
-        let auth = Auth::from_config(&config(&[], &[]), Arc::new(ManualClock::new(0))).unwrap();
-        let reader = principal("r", &["reader"]);
-        let change = grant_sql::parse("GRANT SELECT ON placements TO reader")
-            .unwrap()
-            .unwrap();
+    async fn sql_grants_are_for_admins_and_known_roles_only() {
+        let auth = Auth::from_config(
+            &config(&[], &[("reader", &["contracts"])]),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap();
+        let parse = |sql| grant_sql::parse(sql).unwrap().unwrap();
+        let change = parse("GRANT SELECT ON placements TO reader");
         let err = CALLER
-            .scope(reader.clone(), async { auth.change_grants(change.clone()) })
+            .scope(
+                principal("r", &["reader"]),
+                auth.change_grants(change.clone()),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, Error::AdminOnly { .. }), "{err}");
-        CALLER
-            .scope(principal("a", &["admin"]), async {
-                auth.change_grants(change).unwrap();
-                assert!(auth.granted(&reader, "placements"));
-                let revoke = grant_sql::parse("revoke select on table placements from reader;")
-                    .unwrap()
-                    .unwrap();
-                auth.change_grants(revoke).unwrap();
-                assert!(!auth.granted(&reader, "placements"));
-                let unknown = grant_sql::parse("GRANT SELECT ON t TO nobody")
-                    .unwrap()
-                    .unwrap();
-                assert!(auth.change_grants(unknown).is_err());
-            })
-            .await;
+        let admin = principal("a", &["admin"]);
+        for (sql, expected) in [
+            ("GRANT SELECT ON t TO nobody", "unknown role"),
+            ("REVOKE SELECT ON contracts FROM reader", "auth.grants"),
+            ("GRANT SELECT ON placements TO reader", "no catalog"),
+        ] {
+            let err = CALLER
+                .scope(admin.clone(), auth.change_grants(parse(sql)))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{sql}: {err}");
+        }
     }
 
     #[test]

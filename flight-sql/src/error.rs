@@ -77,6 +77,12 @@ pub enum Error {
     #[error("{statement}: {reason}")]
     GrantStatement { statement: String, reason: String },
 
+    #[error("{statement}: the catalog did not store it: {source}")]
+    GrantNotStored {
+        statement: String,
+        source: lakehouse_catalog_raft::Error,
+    },
+
     #[error("{key}: {reason}")]
     Config { key: String, reason: String },
 
@@ -100,6 +106,7 @@ impl Error {
                 ErrorKind::PermissionDenied
             }
             Error::GrantStatement { .. } | Error::Config { .. } => ErrorKind::InvalidInput,
+            Error::GrantNotStored { source, .. } => source.kind(),
             Error::Common(e) => e.kind(),
             Error::Hashing(_) => ErrorKind::Internal,
         }

@@ -2,7 +2,10 @@
 //! calls that dispatch leaves unimplemented — GetSchema (ADBC's
 //! `execute_schema`, JDBC's metadata-only calls) and PollFlightInfo (clients
 //! that execute incrementally). Our queries are planned on GetFlightInfo and
-//! run on DoGet, so a poll is complete at once.
+//! run on DoGet, so a poll is complete at once. Every call runs in the caller's
+//! session (see [`crate::session`]).
+
+use std::future::Future;
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::{Any, Command, CommandStatementQuery};
@@ -11,10 +14,12 @@ use arrow_flight::{
     SchemaResult, Ticket,
 };
 use prost::Message;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::invalid;
 use crate::service::LakehouseFlightSql;
+use crate::session;
 
 type Inner = LakehouseFlightSql;
 
@@ -27,6 +32,16 @@ pub struct LakehouseFlightService {
 impl LakehouseFlightService {
     pub fn new(inner: LakehouseFlightSql) -> Self {
         Self { inner }
+    }
+
+    /// Runs `call` in the session that `metadata` names. Bearer tokens name
+    /// sessions only when auth checks them.
+    async fn in_session<T>(
+        &self,
+        metadata: MetadataMap,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        session::in_session(&metadata, self.inner.auth().enabled(), call).await
     }
 }
 
@@ -44,21 +59,30 @@ impl FlightService for LakehouseFlightService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        FlightService::handshake(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::handshake(&self.inner, request))
+            .await
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        FlightService::list_flights(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::list_flights(&self.inner, request))
+            .await
     }
 
     async fn get_flight_info(
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        FlightService::get_flight_info(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(
+            metadata,
+            FlightService::get_flight_info(&self.inner, request),
+        )
+        .await
     }
 
     /// Complete at once: no `flight_descriptor` to poll again, progress 1.
@@ -66,9 +90,7 @@ impl FlightService for LakehouseFlightService {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        let info = FlightService::get_flight_info(&self.inner, request)
-            .await?
-            .into_inner();
+        let info = self.get_flight_info(request).await?.into_inner();
         Ok(Response::new(PollInfo {
             info: Some(info),
             flight_descriptor: None,
@@ -91,14 +113,14 @@ impl FlightService for LakehouseFlightService {
         let command = Command::try_from(any).map_err(|e| invalid(e.to_string()))?;
         let schema = match command {
             Command::CommandStatementQuery(CommandStatementQuery { query, .. }) => {
-                self.inner.statement_schema(&query).await?
+                let metadata = request.metadata().clone();
+                self.in_session(metadata, async {
+                    Ok::<_, Status>(Response::new(self.inner.statement_schema(&query).await?))
+                })
+                .await?
+                .into_inner()
             }
-            _ => {
-                FlightService::get_flight_info(&self.inner, request)
-                    .await?
-                    .into_inner()
-                    .schema
-            }
+            _ => self.get_flight_info(request).await?.into_inner().schema,
         };
         Ok(Response::new(SchemaResult { schema }))
     }
@@ -107,34 +129,44 @@ impl FlightService for LakehouseFlightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        FlightService::do_get(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::do_get(&self.inner, request))
+            .await
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        FlightService::do_put(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::do_put(&self.inner, request))
+            .await
     }
 
     async fn do_action(
         &self,
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        FlightService::do_action(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::do_action(&self.inner, request))
+            .await
     }
 
     async fn list_actions(
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        FlightService::list_actions(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::list_actions(&self.inner, request))
+            .await
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        FlightService::do_exchange(&self.inner, request).await
+        let metadata = request.metadata().clone();
+        self.in_session(metadata, FlightService::do_exchange(&self.inner, request))
+            .await
     }
 }

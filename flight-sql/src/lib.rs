@@ -13,6 +13,7 @@ mod planned;
 mod prepared;
 mod running;
 mod service;
+mod session;
 mod tls;
 
 use std::future::Future;
@@ -27,6 +28,7 @@ pub use auth::Auth;
 pub use error::{Error, Result};
 pub use flight_service::LakehouseFlightService;
 pub use service::LakehouseFlightSql;
+pub use session::SessionLimits;
 pub use tls::server_tls;
 
 /// Largest message a client may send or receive (DoPut batches, big rows).

@@ -33,7 +33,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::DataFrame;
 use futures::{stream, Stream, StreamExt, TryStreamExt};
 use lakehouse_catalog_raft::Catalog;
-use lakehouse_common::ErrorKind;
+use lakehouse_common::{Clock, ErrorKind};
 use lakehouse_ingest::TableWriter;
 use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
 use lakehouse_scheduler::RemoteQueryExec;
@@ -49,7 +49,10 @@ use crate::placeholders::number_placeholders;
 use crate::planned::PlannedStatements;
 use crate::prepared::{Prepared, PreparedStatements};
 use crate::running::{Query, RunningQueries};
+use crate::session::proto::{CLOSE_SESSION, GET_SESSION_OPTIONS, SET_SESSION_OPTIONS};
+use crate::session::{SessionLimits, Sessions};
 
+mod session_options;
 mod write;
 
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -62,6 +65,7 @@ pub struct LakehouseFlightSql {
     prepared: PreparedStatements,
     planned: PlannedStatements,
     running: RunningQueries,
+    sessions: Sessions,
     auth: Arc<Auth>,
     /// Statements that write and bulk ingest; `None` serves queries only.
     writes: Option<write::Writes>,
@@ -81,6 +85,10 @@ impl LakehouseFlightSql {
             prepared: PreparedStatements::default(),
             planned: PlannedStatements::default(),
             running: RunningQueries::default(),
+            sessions: Sessions::new(
+                SessionLimits::default(),
+                Arc::new(lakehouse_common::SystemClock),
+            ),
             auth: Arc::new(Auth::disabled()),
             writes: None,
         }
@@ -103,13 +111,29 @@ impl LakehouseFlightSql {
         self
     }
 
+    /// Keeps client sessions within `limits`, aging them by `clock`.
+    pub fn with_sessions(mut self, limits: SessionLimits, clock: Arc<dyn Clock>) -> Self {
+        self.sessions = Sessions::new(limits, clock);
+        self
+    }
+
     pub fn auth(&self) -> &Arc<Auth> {
         &self.auth
     }
 
-    /// Every statement is planned here, so the caller's grants and roles are checked here.
+    /// How many client sessions are live (for /metrics).
+    pub fn live_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Every statement is planned here, in the caller's session, so the caller's
+    /// grants and roles are checked here. `SET` changes only that session.
     async fn plan(&self, sql: &str) -> Result<DataFrame, Status> {
-        self.auth.plan(&self.engine, sql).await
+        let engine = self.session_engine()?;
+        if let Some(frame) = self.session_statement(&engine, sql).await? {
+            return Ok(frame);
+        }
+        self.auth.plan(&engine, sql).await
     }
 
     /// Plans a prepared statement with one row of its bound parameters.
@@ -408,9 +432,8 @@ impl FlightSqlService for LakehouseFlightSql {
         let frame = self.plan(&sql).await?;
         let dataset_schema = ipc_schema(&frame_schema(&frame))?;
         let parameters = parameter_schema(frame.logical_plan())?;
-        let parameter_count = parameters.fields().len();
         let parameter_schema = ipc_schema(&parameters)?;
-        let handle = self.prepared.insert(sql, parameter_count);
+        let handle = self.prepared.insert(sql, Arc::new(parameters));
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema,
@@ -447,6 +470,16 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let action = request.into_inner();
+        let session_result = match action.r#type.as_str() {
+            SET_SESSION_OPTIONS => Some(self.set_session_options(&action.body)?),
+            GET_SESSION_OPTIONS => Some(self.get_session_options()?),
+            CLOSE_SESSION => Some(self.close_session()?),
+            _ => None,
+        };
+        if let Some(body) = session_result {
+            let body = arrow_flight::Result::new(body);
+            return Ok(Response::new(Box::pin(stream::once(async { Ok(body) }))));
+        }
         match action.r#type.as_str() {
             CANCEL_FLIGHT_INFO => {
                 let cancel = CancelFlightInfoRequest::decode(action.body).map_err(|e| {
@@ -467,10 +500,24 @@ impl FlightSqlService for LakehouseFlightSql {
     }
 
     async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
-        Some(vec![Ok(ActionType {
-            r#type: CANCEL_FLIGHT_INFO.to_string(),
-            description: "Cancel a query by its FlightInfo: stops its Ballista job".to_string(),
-        })])
+        let action = |name: &str, description: &str| {
+            Ok(ActionType {
+                r#type: name.to_string(),
+                description: description.to_string(),
+            })
+        };
+        Some(vec![
+            action(
+                CANCEL_FLIGHT_INFO,
+                "Cancel a query by its FlightInfo: stops its Ballista job",
+            ),
+            action(
+                SET_SESSION_OPTIONS,
+                "Set session options: catalog, schema (the default for unqualified names), datafusion.*",
+            ),
+            action(GET_SESSION_OPTIONS, "The session's options"),
+            action(CLOSE_SESSION, "End the session and drop its options"),
+        ])
     }
 
     async fn do_put_prepared_statement_query(
@@ -492,14 +539,7 @@ impl FlightSqlService for LakehouseFlightSql {
         };
         let parameters = concat_batches(&first.schema(), &batches)
             .map_err(|e| invalid(format!("bound parameters: {e}")))?;
-        if parameters.num_columns() != prepared.parameter_count {
-            return Err(invalid(format!(
-                "the statement takes {} parameters but {} were bound",
-                prepared.parameter_count,
-                parameters.num_columns()
-            )));
-        }
-        self.prepared.bind(&handle, parameters);
+        self.prepared.bind(&handle, prepared.conform(parameters)?);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),
         })

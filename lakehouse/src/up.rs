@@ -9,7 +9,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
-use lakehouse_flight_sql::{Auth, FlightSqlServer};
+use lakehouse_flight_sql::{Auth, FlightSqlServer, SessionLimits};
 use lakehouse_gateway::metrics::MetricFn;
 use lakehouse_gateway::{GatewayState, Metrics};
 use lakehouse_ingest::TableWriter;
@@ -80,7 +80,7 @@ impl Running {
 
 pub async fn start(config: Config) -> Result<Running, BoxError> {
     // Users, grants and TLS files are read before any role starts: a bad entry stops here.
-    let auth = Arc::new(Auth::from_config(&config.auth, Arc::new(SystemClock))?);
+    let auth = Auth::from_config(&config.auth, Arc::new(SystemClock))?;
     let tls = lakehouse_flight_sql::server_tls(&config.tls)?;
     let bucket = Bucket::open(
         PRIMARY_BUCKET,
@@ -179,11 +179,20 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         metrics,
         spool_dir: config.node.data_dir.join("spool"),
         max_ingest_bytes: config.gateway.max_ingest_bytes,
+        embedders: Arc::new(lakehouse_gateway::Embedders::new(config.embedding.clone())),
     };
 
-        embedders: Arc::new(lakehouse_gateway::Embedders::new(config.embedding.clone())),
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
-        .with_auth(auth)
+        // GRANT and REVOKE over SQL are kept in the replicated catalog.
+        .with_auth(Arc::new(auth.with_catalog(catalog.clone())))
+        .with_sessions(
+            SessionLimits {
+                idle_ms: i64::try_from(config.flight_sql.session_idle_secs.saturating_mul(1_000))
+                    .unwrap_or(i64::MAX),
+                max_sessions: config.flight_sql.max_sessions,
+            },
+            Arc::new(SystemClock),
+        )
         // One writer for HTTP and Flight SQL: every write takes the same lease path.
         .with_writer(gateway_state.writer.clone());
     let flight_server = FlightSqlServer::new(flight_service, tls)?;

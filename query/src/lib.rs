@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use datafusion::catalog::information_schema::{InformationSchemaProvider, INFORMATION_SCHEMA};
 use datafusion::catalog::SchemaProvider;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::config::CatalogOptions;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
+use datafusion::sql::TableReference;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::QueryConfig;
 use lakehouse_common::{Bucket, ErrorKind};
@@ -128,11 +131,9 @@ impl QueryEngine {
     /// plan (which tables it reads, whether it writes) before DDL in it takes effect
     /// in [`QueryEngine::execute_plan`].
     pub async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan> {
-        self.ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(Error::Plan)
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(sql).await.map_err(Error::Plan)?;
+        qualify_information_schema(plan, &state.config().options().catalog).map_err(Error::Plan)
     }
 
     /// The frame of a plan from [`QueryEngine::logical_plan`]. Plans that write
@@ -147,6 +148,36 @@ impl QueryEngine {
             .execute_logical_plan(plan)
             .await
             .map_err(Error::Plan)
+    }
+
+    /// An engine for one client session: the same catalog and executors, with
+    /// `settings` (DataFusion option name → value, applied in order) over this
+    /// engine's configuration. Nothing is shared back: a session's `SET` stays its own.
+    pub fn with_settings<'a>(
+        &self,
+        settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
+        let mut state = self.ctx.state();
+        for (name, value) in settings {
+            state
+                .config_mut()
+                .options_mut()
+                .set(name, value)
+                .map_err(Error::Plan)?;
+        }
+        // Functions that read the configuration (the time zone of now(), …) see the session's.
+        let options = Arc::clone(state.config().options());
+        let updated: Vec<_> = state
+            .scalar_functions()
+            .values()
+            .filter_map(|udf| udf.inner().with_updated_config(&options).map(Arc::new))
+            .collect();
+        for udf in updated {
+            state.register_udf(udf).map_err(Error::Plan)?;
+        }
+        Ok(Self {
+            ctx: SessionContext::new_with_state(state),
+        })
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -224,6 +255,32 @@ fn writes(plan: &LogicalPlan) -> datafusion::error::Result<Option<String>> {
         })
     })?;
     Ok(found)
+}
+
+/// Names every `information_schema` scan with its schema. Ballista answers such
+/// scans in place only when their name says `information_schema`; a session whose
+/// default schema is `information_schema` plans bare names that would otherwise be
+/// sent to the executors, which cannot read these tables.
+fn qualify_information_schema(
+    plan: LogicalPlan,
+    defaults: &CatalogOptions,
+) -> datafusion::error::Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|node| match node {
+        LogicalPlan::TableScan(mut scan) if scan.table_name.schema().is_none() => {
+            let resolved = scan
+                .table_name
+                .clone()
+                .resolve(&defaults.default_catalog, &defaults.default_schema);
+            if resolved.schema.as_ref() != INFORMATION_SCHEMA {
+                return Ok(Transformed::no(LogicalPlan::TableScan(scan)));
+            }
+            scan.table_name =
+                TableReference::full(resolved.catalog, resolved.schema, resolved.table);
+            Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
 }
 
 /// The planning session reads Parquet footers from the bucket, so it needs its store.

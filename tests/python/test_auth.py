@@ -15,6 +15,8 @@ from typing import Iterator, Optional
 
 import adbc_driver_flightsql
 import adbc_driver_flightsql.dbapi as flight_sql
+import flight_raw
+import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
@@ -392,3 +394,126 @@ def test_hash_password_reads_stdin_only(lakehouse_bin: Path) -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "stdin" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------
+# What a reader sees of the catalog, and grants across restarts
+
+
+def information_schema_tables(conn, listing: str) -> set[str]:
+    return {
+        row[0]
+        for row in query(
+            conn, f"SELECT DISTINCT table_name FROM information_schema.{listing} WHERE table_schema = 'public'"
+        )
+    }
+
+
+def test_information_schema_lists_only_readable_tables(auth_server: LakehouseServer) -> None:
+    with connect(auth_server.flight_uri, "bob") as bob, connect(auth_server.flight_uri, "alice") as alice:
+        for listing in ("tables", "columns"):
+            assert information_schema_tables(bob, listing) == listed_tables(bob) == {"contracts"}, listing
+            assert information_schema_tables(alice, listing) == listed_tables(alice) == auth_server.table_names()
+        # Unqualified, through the session's default schema, the filter still applies.
+        bob.adbc_current_db_schema = "information_schema"
+        try:
+            names = {row[0] for row in query(bob, "SELECT table_name FROM tables WHERE table_schema = 'public'")}
+        finally:
+            bob.adbc_current_db_schema = "public"
+        assert names == {"contracts"}
+        # information_schema itself stays listed to everyone.
+        own = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'information_schema'"
+        assert {"tables", "columns"} <= {row[0] for row in query(bob, own)}
+
+
+def test_sql_grants_survive_a_restart(lakehouse_bin: Path, tmp_path: Path) -> None:
+    server = start_server(lakehouse_bin, tmp_path / "grants", "grants server", auth_toml(lakehouse_bin))
+    try:
+        server.ingest_demo()
+        with connect(server.flight_uri, "alice") as admin:
+            query(admin, "GRANT SELECT ON candidates TO reader")
+        server.restart()
+        with connect(server.flight_uri, "bob") as bob:
+            assert query(bob, "SELECT COUNT(*) FROM candidates") == [(60,)]
+            assert listed_tables(bob) == {"candidates", "contracts"}
+        with connect(server.flight_uri, "alice") as admin:
+            query(admin, "REVOKE SELECT ON candidates FROM reader")
+            assert "auth.grants" in expect_error(admin, "REVOKE SELECT ON contracts FROM reader")
+        server.restart()
+        with connect(server.flight_uri, "bob") as bob:
+            assert "candidates" in expect_error(bob, "SELECT COUNT(*) FROM candidates")
+            assert listed_tables(bob) == {"contracts"}
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------
+# The Arrow Flight SQL JDBC driver's calls, made by hand (its jar is not reachable here)
+
+
+def test_jdbc_driver_call_sequence(auth_server: LakehouseServer) -> None:
+    jar = flight_raw.CookieJar()
+    client = flight.FlightClient(auth_server.flight_uri, middleware=[jar])
+
+    def fetch(command: bytes, options) -> pa.Table:
+        return flight_raw.fetch(client, flight_raw.command_info(client, command, headers=options), headers=options)
+
+    try:
+        # 1. Handshake with Basic credentials; every later call carries the Bearer token.
+        header, value = client.authenticate_basic_token("bob", PASSWORDS["bob"])
+        assert value.startswith(b"Bearer "), value
+        bearer = [(header, value)]
+        call = flight.FlightCallOptions(headers=bearer)
+
+        # 2. GetSqlInfo, all of it.
+        info = {row["info_name"]: row["value"] for row in fetch(flight_raw.get_sql_info(), bearer).to_pylist()}
+        assert info[0] == "Lakehouse", info[0]  # FLIGHT_SQL_SERVER_NAME
+        assert info[3] is False  # FLIGHT_SQL_SERVER_READ_ONLY
+        assert info[504] == '"'  # SQL_IDENTIFIER_QUOTE_CHAR
+
+        # 3-5. Catalogs, schemas, tables with their schemas.
+        assert fetch(flight_raw.get_catalogs(), bearer).column("catalog_name").to_pylist() == ["lakehouse"]
+        schemas = fetch(flight_raw.get_db_schemas(catalog="lakehouse"), bearer).column("db_schema_name").to_pylist()
+        assert {"public", "information_schema"} <= set(schemas)
+        tables = fetch(flight_raw.get_tables(catalog="lakehouse", include_schema=True), bearer)
+        public = {
+            row["table_name"]: pa.ipc.read_schema(pa.py_buffer(row["table_schema"]))
+            for row in tables.to_pylist()
+            if row["db_schema_name"] == "public"
+        }
+        assert set(public) == {"contracts"}, "bob's grants show contracts only"
+        assert "contract_id" in public["contracts"].names
+
+        # 6. A prepared query with two rows of parameters: one result after the other.
+        sql = "SELECT contract_id, city FROM contracts WHERE contract_id = ?"
+        create = flight.Action("CreatePreparedStatement", flight_raw.create_prepared_statement(sql))
+        result = list(client.do_action(create, call))
+        prepared = dict(flight_raw.read_fields(flight_raw.unpack_any(result[0].body.to_pybytes())))
+        handle = prepared[1]
+        parameter_schema = pa.ipc.read_schema(pa.py_buffer(prepared[3]))
+        assert len(parameter_schema) == 1, parameter_schema
+        descriptor = flight.FlightDescriptor.for_command(flight_raw.prepared_statement_query(handle))
+        parameters = pa.table({parameter_schema[0].name: pa.array([101, 102], parameter_schema[0].type)})
+        writer, reader = client.do_put(descriptor, parameters.schema, call)
+        writer.write_table(parameters)
+        writer.done_writing()
+        reader.read()
+        writer.close()
+        info = client.get_flight_info(descriptor, call)
+        rows = flight_raw.fetch(client, info, headers=bearer).to_pylist()
+        assert [r["contract_id"] for r in rows] == [101, 102]
+        assert rows[0]["city"] == "Berlin"
+        close = flight.Action("ClosePreparedStatement", flight_raw.close_prepared_statement(handle))
+        list(client.do_action(close, call))
+        with pytest.raises(KeyError, match="unknown or was closed"):  # NOT_FOUND
+            client.get_flight_info(descriptor, call)
+
+        # 7. The type catalogue.
+        types = fetch(flight_raw.get_xdbc_type_info(), bearer)
+        assert {"BIGINT", "VARCHAR"} <= set(types.column("type_name").to_pylist())
+
+        # The driver ends by closing its session.
+        closed = list(client.do_action(flight.Action("CloseSession", b""), call))
+        assert dict(flight_raw.read_fields(closed[0].body.to_pybytes())).get(1) == 1
+    finally:
+        client.close()

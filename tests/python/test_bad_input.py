@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow as pa
 import pytest
+from adbc_driver_flightsql import DatabaseOptions
 
 from harness import (
     CLI_TIMEOUT,
@@ -196,6 +198,112 @@ def test_sql_error_over_adbc(demo_server, baseline, name, query, named):
 def test_sql_error_from_cli(demo_server, baseline, name, query, named):
     stderr = assert_cli_failed(demo_server.sql_cli(query))
     assert named in stderr, stderr
+    assert_unharmed(demo_server, baseline)
+
+
+# --------------------------------------------------------------------------------------
+# Flight SQL: prepared statement parameters, a dropped table, a 100 MB DoPut
+
+
+def test_parameter_count_mismatch_is_invalid_argument(demo_server, baseline):
+    with demo_server.connect() as conn, conn.cursor() as cur:
+        with pytest.raises(flight_sql.ProgrammingError) as raised:
+            cur.execute("SELECT * FROM contracts WHERE contract_id = ? AND rate > ?", (101,))
+            cur.fetch_arrow_table()
+        assert "takes 2 parameters but 1 were bound" in str(raised.value), raised.value
+        assert "INVALID_ARGUMENT" in str(raised.value) or "InvalidArgument" in str(raised.value), raised.value
+    assert_unharmed(demo_server, baseline)
+
+
+def test_parameter_type_mismatch_names_the_parameter(demo_server, baseline):
+    with demo_server.connect() as conn, conn.cursor() as cur:
+        with pytest.raises(flight_sql.ProgrammingError) as raised:
+            cur.execute("SELECT * FROM contracts WHERE city = ? AND contract_id = ?", ("Berlin", "not a number"))
+            cur.fetch_arrow_table()
+        assert re.search(r"parameter \$2 takes Int64 but a (Large)?Utf8(View)? value", str(raised.value)), raised.value
+        # Numbers of another width are converted, not refused.
+        cur.execute("SELECT city FROM contracts WHERE contract_id = ?", (101,))
+        assert cur.fetch_arrow_table().column(0).to_pylist() == ["Berlin"]
+    assert_unharmed(demo_server, baseline)
+
+
+def test_query_on_a_dropped_table_is_not_found(demo_server, baseline):
+    with demo_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE short_lived AS SELECT * FROM contracts")
+        cur.execute("SELECT COUNT(*) FROM short_lived")
+        assert cur.fetch_arrow_table().column(0).to_pylist() == [25]
+        cur.execute("DROP TABLE short_lived")
+        with pytest.raises(flight_sql.Error) as raised:
+            cur.execute("SELECT COUNT(*) FROM short_lived")
+            cur.fetch_arrow_table()
+        assert "short_lived" in str(raised.value), raised.value
+    assert_unharmed(demo_server, baseline)
+
+
+def rss_bytes(server) -> int:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc status")
+
+
+def hundred_megabytes(rows_per_batch: int) -> pa.Table:
+    rows, width = 100_000, 1_000
+    payload = "x" * width
+    batches = [
+        pa.record_batch(
+            {
+                "id": pa.array(range(start, start + rows_per_batch), pa.int64()),
+                "payload": pa.array([payload] * rows_per_batch),
+            }
+        )
+        for start in range(0, rows, rows_per_batch)
+    ]
+    return pa.Table.from_batches(batches)
+
+
+def ingest_or_error(cur, table: str, data: pa.Table) -> tuple[int | None, str | None]:
+    try:
+        return cur.adbc_ingest(table, data, mode="create"), None
+    except flight_sql.Error as e:
+        return None, str(e)
+
+
+def test_hundred_megabyte_do_put(demo_server, baseline):
+    before = rss_bytes(demo_server)
+    # One 100 MB batch is one 100 MB message, beyond the 64 MB the server reads: ADBC must be
+    # told to send it (its own limit is 16 MiB), and the server refuses it, saying why.
+    big_messages = flight_sql.connect(
+        demo_server.flight_uri, db_kwargs={DatabaseOptions.WITH_MAX_MSG_SIZE.value: str(256 * 2**20)}, autocommit=True
+    )
+    with big_messages as conn, conn.cursor() as cur:
+        rows, error = ingest_or_error(cur, "big_put", hundred_megabytes(100_000))
+        assert error is not None and mentions(error, r"too large", r"larger than", r"RESOURCE_EXHAUSTED"), error
+    assert demo_server.table_info("big_put") is None
+    demo_server.assert_healthy()
+    with demo_server.connect() as conn, conn.cursor() as cur:
+        # The same 100 MB in 10 MB batches is ingested; the refused upload left no lease behind.
+        started = time.monotonic()
+        rows, error = ingest_or_error(cur, "big_put", hundred_megabytes(10_000))
+        assert error is None, error
+        assert rows == 100_000
+        seconds = time.monotonic() - started
+        peak = rss_bytes(demo_server)
+        cur.execute("SELECT COUNT(*) AS n, SUM(LENGTH(payload)) AS bytes FROM big_put")
+        assert cur.fetch_arrow_table().to_pylist() == [{"n": 100_000, "bytes": 100_000_000}]
+        cur.execute("DROP TABLE big_put")
+    demo_server.assert_healthy()
+    # Memory goes back: the server does not keep what it ingested.
+    settled = rss_bytes(demo_server)
+    deadline = time.monotonic() + 30
+    while settled > before + 150 * 2**20 and time.monotonic() < deadline:
+        time.sleep(1)
+        settled = rss_bytes(demo_server)
+    print(
+        f"100 MB DoPut: {seconds:.1f} s; server RSS before {before / 2**20:.0f} MiB, "
+        f"after ingest {peak / 2**20:.0f} MiB, settled {settled / 2**20:.0f} MiB"
+    )
+    assert settled <= before + 150 * 2**20, f"RSS stayed at {settled / 2**20:.0f} MiB (was {before / 2**20:.0f} MiB)"
     assert_unharmed(demo_server, baseline)
 
 

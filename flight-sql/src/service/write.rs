@@ -663,11 +663,12 @@ impl LakehouseFlightSql {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let plan = self.write_plan(&sql).await?;
         let parameters = parameter_schema(&plan)?;
-        let handle = self.prepared.insert(sql, parameters.fields().len());
+        let parameter_schema = ipc_schema(&parameters)?;
+        let handle = self.prepared.insert(sql, Arc::new(parameters));
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: ipc_schema(&result_schema())?,
-            parameter_schema: ipc_schema(&parameters)?,
+            parameter_schema,
         })
     }
 
@@ -711,14 +712,16 @@ impl LakehouseFlightSql {
             ),
             _ => None,
         };
-        let parameters = sent.or(prepared.parameters);
-        let bound = parameters.as_ref().map_or(0, RecordBatch::num_columns);
-        if bound != prepared.parameter_count {
-            return Err(invalid(format!(
-                "the statement takes {} parameters but {bound} were bound",
-                prepared.parameter_count
-            )));
-        }
+        let parameters = match sent.or_else(|| prepared.parameters.clone()) {
+            Some(parameters) => Some(prepared.conform(parameters)?),
+            None if prepared.parameter_schema.fields().is_empty() => None,
+            None => {
+                return Err(invalid(format!(
+                    "the statement takes {} parameters but none were bound",
+                    prepared.parameter_schema.fields().len()
+                )))
+            }
+        };
         self.run_write(&prepared.sql, parameters.as_ref()).await
     }
 
@@ -730,9 +733,15 @@ impl LakehouseFlightSql {
     ) -> Result<i64, Status> {
         self.auth
             .authorize_write(format!("ingest into table `{}`", command.table))?;
-        self.writes()?
-            .ingest(command, request.into_inner(), &self.auth.user())
+        let writes = self.writes()?.clone();
+        let user = self.auth.user();
+        let upload = request.into_inner();
+        // On its own task the write runs to its end even when the client goes away
+        // (the call is dropped): the upload then fails and the table's lease is released
+        // at once, instead of being held until it expires.
+        tokio::spawn(async move { writes.ingest(command, upload, &user).await })
             .await
+            .map_err(|e| status(ErrorKind::Internal, format!("the ingest task failed: {e}")))?
     }
 }
 
