@@ -3,6 +3,8 @@
 //! to any node of a cluster (a follower forwards to the leader).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -251,6 +253,9 @@ impl From<NodeStatus> for pb::StatusResponse {
 #[derive(Debug, Clone)]
 pub struct CatalogClient {
     endpoints: Vec<(String, Grpc<Channel>)>,
+    /// The endpoint tried first: the last one that answered, so a node that is
+    /// down costs one failed try, not one per request.
+    preferred: Arc<AtomicUsize>,
     retry_for: Duration,
 }
 
@@ -271,6 +276,7 @@ impl CatalogClient {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             endpoints,
+            preferred: Arc::new(AtomicUsize::new(0)),
             retry_for: Duration::from_secs(10),
         })
     }
@@ -289,15 +295,24 @@ impl CatalogClient {
         Fut: Future<Output = std::result::Result<T, Status>>,
     {
         let deadline = Instant::now() + self.retry_for;
+        let first = self.preferred.load(Ordering::Relaxed);
         let mut attempt = 0usize;
         loop {
-            let (addr, client) = &self.endpoints[attempt % self.endpoints.len()];
+            let index = (first + attempt) % self.endpoints.len();
+            let (addr, client) = &self.endpoints[index];
             attempt += 1;
             let status = match call(client.clone()).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(answer);
+                }
                 Err(status) => status,
             };
             let (error, not_applied) = from_status(addr, &status);
+            if matches!(error, Error::Unreachable { .. }) {
+                self.preferred
+                    .store((index + 1) % self.endpoints.len(), Ordering::Relaxed);
+            }
             let retry = not_applied || (idempotent && error.kind() == ErrorKind::Unavailable);
             if !retry || Instant::now() >= deadline {
                 return Err(error);

@@ -39,6 +39,77 @@ enum Command {
     /// Work with a table's catalog entry through a running server.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Run one node of the Raft catalog cluster (gRPC, port 3102).
+    Catalog(CatalogArgs),
+    /// Change the catalog cluster's membership.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Show the catalog cluster: members, leader, term, applied index and lag per node.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct CatalogArgs {
+    /// This node's Raft id (overrides catalog.node_id).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// gRPC address to listen on (overrides catalog.listen_addr).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// host:port the other nodes reach this one at (overrides catalog.advertise_addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Every node of the cluster, this one included, as ID=HOST:PORT,... (overrides catalog.peers).
+    #[arg(long, value_delimiter = ',', value_name = "ID=HOST:PORT")]
+    peers: Option<Vec<String>>,
+    /// Root of local state (overrides node.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When ready, write the bound address here as JSON (for port 0).
+    #[arg(long, value_name = "PATH")]
+    listen_file: Option<PathBuf>,
+}
+
+/// Where the catalog cluster is: one or more of its nodes.
+#[derive(Debug, Args)]
+struct CatalogEndpoints {
+    /// host:port of catalog nodes, comma-separated; any node will do.
+    #[arg(
+        long = "catalog",
+        env = "LAKEHOUSE_CATALOG",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:3102"
+    )]
+    endpoints: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Add a node: it joins as a learner, catches up, then becomes a voter.
+    AddNode {
+        /// The new node's Raft id.
+        #[arg(long)]
+        node_id: u64,
+        /// host:port of the new node's catalog listener, as the other nodes reach it.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: String,
+        #[command(flatten)]
+        catalog: CatalogEndpoints,
+    },
+    /// Remove a node from the cluster.
+    RemoveNode {
+        /// The node's Raft id.
+        #[arg(long)]
+        node_id: u64,
+        #[command(flatten)]
+        catalog: CatalogEndpoints,
+    },
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    catalog: CatalogEndpoints,
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +260,43 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Sql(args) => sql(args).await,
         Command::Auth(AuthCommand::HashPassword) => hash_password(),
         Command::Table(TableCommand::SetMetadata(args)) => set_metadata(args).await,
+        Command::Catalog(args) => {
+            let mut config = Config::load(cli.config.as_deref())?;
+            let c = &mut config.catalog;
+            if let Some(id) = args.node_id {
+                c.node_id = id;
+            }
+            if let Some(addr) = args.listen {
+                c.listen_addr = addr;
+            }
+            if let Some(addr) = args.advertise {
+                c.advertise_addr = addr;
+            }
+            if let Some(peers) = args.peers {
+                c.peers = peers;
+            }
+            if let Some(dir) = args.data_dir {
+                config.node.data_dir = dir;
+            }
+            config.validate()?;
+            crate::catalog::run(config, args.listen_file).await
+        }
+        Command::Admin(AdminCommand::AddNode {
+            node_id,
+            addr,
+            catalog,
+        }) => {
+            let config = Config::load(cli.config.as_deref())?;
+            crate::catalog::add_node(&catalog.endpoints, node_id, &addr, &config).await
+        }
+        Command::Admin(AdminCommand::RemoveNode { node_id, catalog }) => {
+            let config = Config::load(cli.config.as_deref())?;
+            crate::catalog::remove_node(&catalog.endpoints, node_id, &config).await
+        }
+        Command::Status(args) => {
+            let config = Config::load(cli.config.as_deref())?;
+            crate::catalog::status(&args.catalog.endpoints, &config).await
+        }
     }
 }
 

@@ -31,9 +31,11 @@ pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), Box
     if let Some(path) = listen_file {
         write_listen_file(
             &path,
-            running.http_addr,
-            running.flight_sql_addr,
-            running.scheduler_addr(),
+            &serde_json::json!({
+                "http": running.http_addr.to_string(),
+                "flight_sql": running.flight_sql_addr.to_string(),
+                "scheduler": running.scheduler_addr().to_string(),
+            }),
         )?;
     }
     eprintln!(
@@ -236,24 +238,18 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Written via a temp file and a rename so a reader never sees half of it.
-fn write_listen_file(
+/// The bound addresses as JSON, written via a temp file and a rename so a
+/// reader never sees half of it.
+pub(crate) fn write_listen_file(
     path: &std::path::Path,
-    http: SocketAddr,
-    flight: SocketAddr,
-    scheduler: SocketAddr,
+    addresses: &serde_json::Value,
 ) -> std::io::Result<()> {
-    let body = serde_json::json!({
-        "http": http.to_string(),
-        "flight_sql": flight.to_string(),
-        "scheduler": scheduler.to_string(),
-    });
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body.to_string())?;
+    std::fs::write(&tmp, addresses.to_string())?;
     std::fs::rename(tmp, path)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
