@@ -175,19 +175,16 @@ impl HttpEmbedder {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.map_err(|e| Error::Unreachable {
+        // `attempts` is filled in by `request`, which counts them.
+        let unreachable = |e: reqwest::Error| Error::Unreachable {
             url: self.endpoint.clone(),
             profile: self.profile.clone(),
             attempts: 1,
             reason: error_chain(&e),
-        })?;
+        };
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| Error::Unreachable {
-            url: self.endpoint.clone(),
-            profile: self.profile.clone(),
-            attempts: 1,
-            reason: error_chain(&e),
-        })?;
+        let body = response.bytes().await.map_err(unreachable)?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body);
             let end = text.floor_char_boundary(MAX_QUOTED_BODY);
@@ -281,5 +278,73 @@ impl Embedder for HttpEmbedder {
             all.tokens += answer.tokens;
         }
         Ok(all)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// A fake Ollama on loopback that fails its first answer with a 503.
+    async fn flaky_ollama() -> (String, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = Arc::clone(&calls);
+        let app = axum::Router::new().route(
+            "/api/embed",
+            post(move |Json(body): Json<Value>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                    let n = body["input"].as_array().map_or(0, Vec::len);
+                    let vectors: Vec<Vec<f32>> = (0..n).map(|i| vec![i as f32, 1.0]).collect();
+                    Ok(Json(json!({"model": "fake:1", "embeddings": vectors, "prompt_eval_count": 3 * n})))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls)
+    }
+
+    #[tokio::test]
+    async fn ollama_batches_and_retries_a_503() {
+        let (url, calls) = flaky_ollama().await;
+        let profile = EmbeddingProfile {
+            backend: EmbeddingBackend::Ollama,
+            model: "fake".to_string(),
+            url,
+            batch_size: 2,
+            retries: 1,
+            dims: 0,
+            ..EmbeddingProfile::default()
+        };
+        let embedder = HttpEmbedder::connect("fake", &profile).await.unwrap();
+        assert_eq!(embedder.model().dims, 2);
+        assert_eq!(embedder.model().version, "fake:1");
+        let texts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let embedded = embedder.embed(&texts).await.unwrap();
+        // Batches of 2: the third text is the first of its own batch.
+        assert_eq!(
+            embedded.vectors,
+            vec![vec![0.0, 1.0], vec![1.0, 1.0], vec![0.0, 1.0]]
+        );
+        assert_eq!(embedded.tokens, 9);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "probe (503, retried) + 2 batches"
+        );
     }
 }

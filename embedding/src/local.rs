@@ -127,6 +127,17 @@ impl LocalEmbedder {
     }
 }
 
+/// Rows laid end to end, each filled up to `longest` with 0 (the pad token and "masked").
+fn padded(rows: &[&[u32]], longest: usize) -> Vec<u32> {
+    rows.iter()
+        .flat_map(|row| {
+            row.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, longest - row.len()))
+        })
+        .collect()
+}
+
 fn hex_prefix(bytes: &[u8], len: usize) -> String {
     bytes.iter().take(len).map(|b| format!("{b:02x}")).collect()
 }
@@ -162,12 +173,13 @@ impl LocalModel {
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
         let mut vectors = vec![Vec::new(); texts.len()];
         for batch in order.chunks(batch_size) {
-            let tokens: Vec<(&[u32], &[u32])> = batch
+            let ids: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].get_ids()).collect();
+            let masks: Vec<&[u32]> = batch
                 .iter()
-                .map(|&i| (encodings[i].get_ids(), encodings[i].get_attention_mask()))
+                .map(|&i| encodings[i].get_attention_mask())
                 .collect();
             let pooled = self
-                .forward(&tokens)
+                .forward(&ids, &masks)
                 .map_err(|e| self.inference_error(e.to_string()))?;
             for (&i, vector) in batch.iter().zip(pooled) {
                 vectors[i] = vector;
@@ -177,24 +189,12 @@ impl LocalModel {
         Ok(Embeddings { vectors, tokens })
     }
 
-    /// One padded batch → mean-pooled, L2-normalised vectors.
-    fn forward(&self, tokens: &[(&[u32], &[u32])]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let longest = tokens.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-        let padded = |pick: fn(&(&[u32], &[u32])) -> &[u32]| -> Vec<u32> {
-            tokens
-                .iter()
-                .flat_map(|t| {
-                    let values = pick(t);
-                    values
-                        .iter()
-                        .copied()
-                        .chain(std::iter::repeat_n(0, longest - values.len()))
-                })
-                .collect()
-        };
-        let shape = (tokens.len(), longest);
-        let ids = Tensor::from_vec(padded(|t| t.0), shape, &self.device)?;
-        let mask = Tensor::from_vec(padded(|t| t.1), shape, &self.device)?;
+    /// One batch, padded to its longest text → mean-pooled, L2-normalised vectors.
+    fn forward(&self, ids: &[&[u32]], masks: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let longest = ids.iter().map(|row| row.len()).max().unwrap_or(0);
+        let shape = (ids.len(), longest);
+        let ids = Tensor::from_vec(padded(ids, longest), shape, &self.device)?;
+        let mask = Tensor::from_vec(padded(masks, longest), shape, &self.device)?;
         let token_types = ids.zeros_like()?;
         let hidden = self.bert.forward(&ids, &token_types, Some(&mask))?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
