@@ -5,6 +5,9 @@
 //! - [`Catalog`]: the API (leases, commits, reads, garbage collection).
 //! - [`model`]: what is recorded. [`Request`] / [`Response`]: what goes through the log.
 //! - [`manifest`]: the manifest format in the bucket.
+//! - [`CatalogNode`]: one node of a multi-node catalog (`lakehouse catalog`), Raft
+//!   over gRPC; [`CatalogClient`]: its clients' side (writes, linearizable reads,
+//!   membership changes, status).
 
 mod catalog;
 #[cfg(test)]

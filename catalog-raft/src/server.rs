@@ -36,6 +36,9 @@ use crate::network::{channel, decode, encode, MAX_MESSAGE_BYTES};
 use crate::request::{NodeId, TypeConfig};
 use crate::Catalog;
 
+/// How long a stopping node waits for open connections to finish.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// Pause between two attempts of the seed to add a peer that is not up yet.
 const JOIN_RETRY: Duration = Duration::from_millis(500);
 
@@ -104,15 +107,19 @@ impl CatalogNode {
         })
     }
 
-    /// Stops serving and shuts Raft down.
+    /// Shuts Raft down and stops serving. Open connections from peers get
+    /// [`STOP_GRACE`] to finish their requests.
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            if let Err(e) = task.await {
-                tracing::warn!(error = %e, "catalog node task ended badly");
+        let shutdown = self.catalog.shutdown().await;
+        for mut task in self.tasks {
+            match tokio::time::timeout(STOP_GRACE, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "catalog node task ended badly"),
+                Err(_) => task.abort(),
             }
         }
-        self.catalog.shutdown().await
+        shutdown
     }
 }
 

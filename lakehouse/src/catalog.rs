@@ -14,7 +14,7 @@ use crate::cli::BoxError;
 use crate::up::{shutdown_signal, write_listen_file};
 
 /// Runs one catalog node until Ctrl-C or SIGTERM.
-pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
+pub(crate) async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
     let bucket = Bucket::open(
         PRIMARY_BUCKET,
         &config.primary_bucket_location(),
@@ -61,7 +61,7 @@ fn print_members(members: &[Member]) {
     }
 }
 
-pub async fn add_node(
+pub(crate) async fn add_node(
     endpoints: &[String],
     node_id: u64,
     addr: &str,
@@ -76,7 +76,7 @@ pub async fn add_node(
     Ok(())
 }
 
-pub async fn remove_node(
+pub(crate) async fn remove_node(
     endpoints: &[String],
     node_id: u64,
     config: &Config,
@@ -91,7 +91,7 @@ fn or_dash(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
-pub async fn status(endpoints: &[String], config: &Config) -> Result<(), BoxError> {
+pub(crate) async fn status(endpoints: &[String], config: &Config) -> Result<(), BoxError> {
     let connect = Duration::from_millis(config.catalog.connect_timeout_ms);
     let cluster = client(endpoints, config)?.cluster_status(connect).await?;
     match &cluster.leader {

@@ -1,4 +1,5 @@
 //! Integration tests: roles started in-process on loopback ports 0.
 
 mod ballista;
+mod cluster;
 mod up;
