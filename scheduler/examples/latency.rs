@@ -23,6 +23,10 @@ const QUERY: &str = "SELECT val FROM t WHERE id = 4242";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // RUST_LOG=debug shows, with timestamps, where a job's time goes.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let reps: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse())

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_core::client::BallistaClient;
+use ballista_core::config::BALLISTA_JOB_NAME;
 use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::extension::{BallistaConfigGrpcEndpoint, SessionConfigExt, SessionStateExt};
 use ballista_core::planner::BallistaQueryPlanner;
@@ -32,12 +33,14 @@ use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    displayable, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::{AsLogicalPlan, LogicalExtensionCodec};
 use datafusion_proto::protobuf::LogicalPlanNode;
@@ -47,7 +50,10 @@ use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::error::{Error, Result};
+use crate::grpc::STATUS_BUFFER;
+use crate::in_process::{self, Server};
 use crate::job::{CancelOnDrop, JobHandle};
+use crate::result_partitions::KeepResultPartitions;
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -164,10 +170,14 @@ fn normalize_scheduler_url(raw: &str) -> Result<String> {
 /// Flight client per executor, shared by concurrent queries (HTTP/2
 /// multiplexes them). A connection that fails is dropped so the next query
 /// dials again; tonic channels also reconnect by themselves.
+///
+/// A scheduler in this process gets its jobs without gRPC (see `in_process`)
+/// unless the pool is [`ConnectionPool::grpc_only`].
 #[derive(Default)]
 pub struct ConnectionPool {
     schedulers: Mutex<HashMap<String, Channel>>,
     flights: Mutex<HashMap<(String, u16), BallistaClient>>,
+    grpc_only: bool,
 }
 
 impl fmt::Debug for ConnectionPool {
@@ -189,6 +199,24 @@ impl ConnectionPool {
     pub fn shared() -> Arc<ConnectionPool> {
         static SHARED: OnceLock<Arc<ConnectionPool>> = OnceLock::new();
         Arc::clone(SHARED.get_or_init(Arc::default))
+    }
+
+    /// A pool that submits every job over gRPC, even to a scheduler in this
+    /// process: what a gateway apart from its scheduler does (tests of that path).
+    pub fn grpc_only() -> Self {
+        Self {
+            grpc_only: true,
+            ..Self::default()
+        }
+    }
+
+    /// The scheduler at `url` when it runs in this process and may be handed jobs directly.
+    fn in_process(&self, url: &str) -> Option<Server> {
+        if self.grpc_only {
+            None
+        } else {
+            in_process::find(url)
+        }
     }
 
     /// Number of scheduler channels and executor clients held.
@@ -296,13 +324,64 @@ impl QueryPlanner for PooledQueryPlanner {
         if !pooled {
             return Ok(plan);
         }
+        // EXPLAIN is answered by the scheduler's own planning of the logical plan.
+        let explain = matches!(
+            logical_plan,
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+        );
+        let job_plan = match self.pool.in_process(&self.scheduler_url) {
+            Some(server) if !explain => {
+                let physical = DefaultPhysicalPlanner::default()
+                    .create_physical_plan(logical_plan, session_state)
+                    .await?;
+                // What the scheduler's sessions apply to the plans they make.
+                let physical =
+                    KeepResultPartitions.optimize(physical, session_state.config_options())?;
+                JobPlan::InProcess {
+                    server,
+                    plan: physical,
+                    ctx: Arc::new(SessionContext::new_with_state(session_state.clone())),
+                }
+            }
+            _ => JobPlan::Logical {
+                plan: logical_plan.clone(),
+                codec: Arc::clone(&self.codec),
+            },
+        };
         Ok(Arc::new(RemoteQueryExec::new(
             self.scheduler_url.clone(),
-            logical_plan.clone(),
-            Arc::clone(&self.codec),
+            Arc::clone(logical_plan.schema().inner()),
+            job_plan,
             session_state.session_id().to_owned(),
             Arc::clone(&self.pool),
         )))
+    }
+}
+
+/// What a job runs, in the form its scheduler takes it.
+enum JobPlan {
+    /// For a scheduler over gRPC: serialised with `codec`, planned there.
+    Logical {
+        plan: LogicalPlan,
+        codec: Arc<dyn LogicalExtensionCodec>,
+    },
+    /// For a scheduler in this process: planned here, handed over as it is.
+    InProcess {
+        server: Server,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: Arc<SessionContext>,
+    },
+}
+
+impl fmt::Debug for JobPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobPlan::Logical { plan, .. } => f.debug_tuple("Logical").field(plan).finish(),
+            JobPlan::InProcess { plan, .. } => f
+                .debug_tuple("InProcess")
+                .field(&displayable(plan.as_ref()).one_line().to_string())
+                .finish(),
+        }
     }
 }
 
@@ -312,8 +391,7 @@ impl QueryPlanner for PooledQueryPlanner {
 #[derive(Debug)]
 pub struct RemoteQueryExec {
     scheduler_url: String,
-    plan: LogicalPlan,
-    codec: Arc<dyn LogicalExtensionCodec>,
+    job_plan: JobPlan,
     session_id: String,
     pool: Arc<ConnectionPool>,
     schema: SchemaRef,
@@ -326,12 +404,11 @@ pub struct RemoteQueryExec {
 impl RemoteQueryExec {
     fn new(
         scheduler_url: String,
-        plan: LogicalPlan,
-        codec: Arc<dyn LogicalExtensionCodec>,
+        schema: SchemaRef,
+        job_plan: JobPlan,
         session_id: String,
         pool: Arc<ConnectionPool>,
     ) -> Self {
-        let schema: SchemaRef = Arc::clone(plan.schema().inner());
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
@@ -341,8 +418,7 @@ impl RemoteQueryExec {
         let job = JobHandle::new(scheduler_url.clone(), Arc::clone(&pool));
         Self {
             scheduler_url,
-            plan,
-            codec,
+            job_plan,
             session_id,
             pool,
             schema,
@@ -411,29 +487,38 @@ impl ExecutionPlan for RemoteQueryExec {
                 "RemoteQueryExec has one partition, asked for {partition}"
             )));
         }
-        let mut buf = Vec::new();
-        LogicalPlanNode::try_from_logical_plan(&self.plan, self.codec.as_ref())?
-            .try_encode(&mut buf)?;
         let session_config = context.session_config().clone();
-        let settings = session_config
-            .options()
-            .entries()
-            .into_iter()
-            .map(|entry| KeyValuePair {
-                key: entry.key,
-                value: entry.value,
-            })
-            .collect();
-        let query = ExecuteQueryParams {
-            query: Some(Query::LogicalPlan(buf)),
-            settings,
-            session_id: self.session_id.clone(),
-            operation_id: uuid::Uuid::new_v4().to_string(),
+        let submission = match &self.job_plan {
+            JobPlan::Logical { plan, codec } => {
+                let mut buf = Vec::new();
+                LogicalPlanNode::try_from_logical_plan(plan, codec.as_ref())?
+                    .try_encode(&mut buf)?;
+                let settings = session_config
+                    .options()
+                    .entries()
+                    .into_iter()
+                    .map(|entry| KeyValuePair {
+                        key: entry.key,
+                        value: entry.value,
+                    })
+                    .collect();
+                Submission::Grpc(ExecuteQueryParams {
+                    query: Some(Query::LogicalPlan(buf)),
+                    settings,
+                    session_id: self.session_id.clone(),
+                    operation_id: uuid::Uuid::new_v4().to_string(),
+                })
+            }
+            JobPlan::InProcess { server, plan, ctx } => Submission::InProcess {
+                server: server.clone(),
+                plan: Arc::clone(plan),
+                ctx: Arc::clone(ctx),
+            },
         };
         let job = run_job(
             Arc::clone(&self.pool),
             self.scheduler_url.clone(),
-            query,
+            submission,
             session_config,
             self.job.clone(),
         );
@@ -464,21 +549,33 @@ impl RemoteQueryExec {
     }
 }
 
-/// Submits the job, follows its status stream and, on success, returns the
-/// concatenated result partitions.
-async fn run_job(
-    pool: Arc<ConnectionPool>,
-    scheduler_url: String,
+/// A job on its way to the scheduler.
+enum Submission {
+    Grpc(ExecuteQueryParams),
+    InProcess {
+        server: Server,
+        plan: Arc<dyn ExecutionPlan>,
+        ctx: Arc<SessionContext>,
+    },
+}
+
+/// A job's status updates, each with where to fetch its results from.
+type JobStatuses = BoxStream<'static, DfResult<GetJobStatusResult>>;
+
+/// Submits the job over gRPC and returns its status stream.
+async fn submit_grpc(
+    pool: &Arc<ConnectionPool>,
+    scheduler_url: &str,
     query: ExecuteQueryParams,
-    session_config: SessionConfig,
-    job: JobHandle,
-) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
-    let ballista_config = session_config.ballista_config();
-    let grpc_config = GrpcClientConfig::from(&ballista_config);
-    let max_message_size = ballista_config.grpc_client_max_message_size();
+    session_config: &SessionConfig,
+    grpc_config: &GrpcClientConfig,
+) -> DfResult<JobStatuses> {
+    let max_message_size = session_config
+        .ballista_config()
+        .grpc_client_max_message_size();
     let customize = session_config.ballista_override_create_grpc_client_endpoint();
     let channel = pool
-        .scheduler_channel(&scheduler_url, &grpc_config, customize.clone())
+        .scheduler_channel(scheduler_url, grpc_config, customize)
         .await?;
     let mut scheduler = SchedulerGrpcClient::with_interceptor(
         channel,
@@ -487,13 +584,74 @@ async fn run_job(
     .max_encoding_message_size(max_message_size)
     .max_decoding_message_size(max_message_size);
 
-    let mut statuses = match scheduler.execute_query_push(query).await {
+    let statuses = match scheduler.execute_query_push(query).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
-            pool.forget_scheduler(&scheduler_url);
+            pool.forget_scheduler(scheduler_url);
             return Err(DataFusionError::Execution(format!(
                 "submit to scheduler {scheduler_url}: {status}"
             )));
+        }
+    };
+    let pool = Arc::clone(pool);
+    let url = scheduler_url.to_owned();
+    Ok(statuses
+        .map_err(move |status| {
+            pool.forget_scheduler(&url);
+            DataFusionError::Execution(format!("job status from {url}: {status}"))
+        })
+        .boxed())
+}
+
+/// Hands the job to the scheduler in this process and returns its status
+/// stream; the job id is known at once.
+async fn submit_in_process(
+    server: Server,
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: Arc<SessionContext>,
+    job_name: &str,
+    job: &JobHandle,
+) -> DfResult<JobStatuses> {
+    let (subscriber, updates) = tokio::sync::mpsc::channel(STATUS_BUFFER);
+    let job_id = server
+        .submit_physical_plan(job_name, ctx, plan, Some(subscriber))
+        .await
+        .map_err(|e| DataFusionError::Execution(format!("submit to the scheduler: {e}")))?;
+    job.accepted(job_id.as_ref()).await;
+    Ok(futures::stream::unfold(updates, |mut updates| async move {
+        let status = updates.recv().await?;
+        let result = GetJobStatusResult {
+            status: Some(status),
+            flight_proxy: None,
+        };
+        Some((Ok(result), updates))
+    })
+    .boxed())
+}
+
+/// Submits the job, follows its status stream and, on success, returns the
+/// concatenated result partitions.
+async fn run_job(
+    pool: Arc<ConnectionPool>,
+    scheduler_url: String,
+    submission: Submission,
+    session_config: SessionConfig,
+    job: JobHandle,
+) -> DfResult<BoxStream<'static, DfResult<RecordBatch>>> {
+    let ballista_config = session_config.ballista_config();
+    let grpc_config = GrpcClientConfig::from(&ballista_config);
+    let customize = session_config.ballista_override_create_grpc_client_endpoint();
+    let mut statuses = match submission {
+        Submission::Grpc(query) => {
+            submit_grpc(&pool, &scheduler_url, query, &session_config, &grpc_config).await?
+        }
+        Submission::InProcess { server, plan, ctx } => {
+            let job_name = ballista_config
+                .settings()
+                .get(BALLISTA_JOB_NAME)
+                .cloned()
+                .unwrap_or_default();
+            submit_in_process(server, plan, ctx, &job_name, &job).await?
         }
     };
 
@@ -501,18 +659,11 @@ async fn run_job(
         let GetJobStatusResult {
             status,
             flight_proxy,
-        } = statuses
-            .next()
-            .await
-            .ok_or_else(|| {
-                DataFusionError::Execution(
-                    "scheduler closed the job status stream before the job ended".to_owned(),
-                )
-            })?
-            .map_err(|status| {
-                pool.forget_scheduler(&scheduler_url);
-                DataFusionError::Execution(format!("job status from {scheduler_url}: {status}"))
-            })?;
+        } = statuses.next().await.ok_or_else(|| {
+            DataFusionError::Execution(
+                "scheduler closed the job status stream before the job ended".to_owned(),
+            )
+        })??;
         let Some(status) = status else { continue };
         if !status.job_id.is_empty() {
             job.accepted(&status.job_id).await;

@@ -27,7 +27,6 @@ use ballista_core::serde::protobuf::{
 };
 use ballista_core::ConfigProducer;
 use ballista_scheduler::scheduler_server::event::SubmitPlan;
-use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::logical_plan::AsLogicalPlan;
 use datafusion_proto::physical_plan::AsExecutionPlan;
@@ -36,13 +35,13 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+use crate::in_process::Server;
 use crate::metrics::JobCounter;
 
-type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 type Reply<T> = Result<Response<T>, Status>;
 
 /// Ballista's status buffer per push client; a full buffer drops updates.
-const STATUS_BUFFER: usize = 16;
+pub(crate) const STATUS_BUFFER: usize = 16;
 
 /// The scheduler service we serve.
 pub(crate) struct AnnouncingScheduler {

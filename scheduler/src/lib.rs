@@ -8,6 +8,7 @@
 mod client;
 mod error;
 mod grpc;
+mod in_process;
 mod job;
 mod metrics;
 mod result_partitions;

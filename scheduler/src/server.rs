@@ -22,7 +22,6 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SessionStateBuilder;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
-use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -31,6 +30,7 @@ use tracing::{info, warn};
 
 use crate::error::{Error, Result};
 use crate::grpc::AnnouncingScheduler;
+use crate::in_process::{Listing, Server};
 use crate::metrics::{JobCounter, JobCounts};
 use crate::result_partitions::KeepResultPartitions;
 
@@ -88,8 +88,6 @@ impl fmt::Debug for SchedulerOptions {
     }
 }
 
-type Server = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
-
 /// A running scheduler. Dropping the handle stops serving too; call
 /// [`SchedulerHandle::shutdown`] to wait for it.
 pub struct SchedulerHandle {
@@ -100,6 +98,8 @@ pub struct SchedulerHandle {
     stop: watch::Sender<bool>,
     serve: JoinHandle<std::result::Result<(), tonic::transport::Error>>,
     housekeeping: JoinHandle<()>,
+    /// Sessions of this process reach the scheduler without gRPC while it is listed.
+    _listing: Listing,
 }
 
 impl fmt::Debug for SchedulerHandle {
@@ -269,6 +269,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
 
     let url = format!("http://{}:{}", opts.advertise_host, addr.port());
     info!(%addr, %url, "scheduler listening (push-staged)");
+    let listing = Listing::new(&url, server.clone());
     Ok(SchedulerHandle {
         addr,
         url,
@@ -277,6 +278,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         stop,
         serve,
         housekeeping,
+        _listing: listing,
     })
 }
 

@@ -133,10 +133,26 @@ async fn wait_for_counts(
     }
 }
 
+/// Jobs handed to the scheduler in this process: no scheduler connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_by_point_query_and_join_run_as_jobs() {
+async fn group_by_point_query_and_join_run_as_jobs_in_process() {
+    group_by_point_query_and_join_run_as_jobs(ConnectionPool::default(), (0, 1)).await;
+}
+
+/// Jobs submitted over gRPC, as from a gateway apart from its scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_point_query_and_join_run_as_jobs_over_grpc() {
+    group_by_point_query_and_join_run_as_jobs(ConnectionPool::grpc_only(), (1, 1)).await;
+}
+
+/// `connections`: the scheduler channels and executor clients the pool ends
+/// up holding, reused by all three queries.
+async fn group_by_point_query_and_join_run_as_jobs(
+    pool: ConnectionPool,
+    connections: (usize, usize),
+) {
     let cluster = Cluster::start(Duration::from_secs(60)).await;
-    let pool = Arc::new(ConnectionPool::default());
+    let pool = Arc::new(pool);
     let ctx = cluster.context(Arc::clone(&pool)).await;
     let before = cluster.scheduler.job_counts();
 
@@ -173,8 +189,7 @@ async fn group_by_point_query_and_join_run_as_jobs() {
     assert_eq!(after.submitted - before.submitted, 3);
     assert_eq!(after.completed - before.completed, 3);
     assert_eq!(after.failed, before.failed);
-    // One scheduler channel and one executor client, reused by all three queries.
-    assert_eq!(pool.len(), (1, 1));
+    assert_eq!(pool.len(), connections);
 
     cluster.shutdown().await;
 }
