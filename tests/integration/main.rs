@@ -2,4 +2,5 @@
 
 mod ballista;
 mod cluster;
+mod embeddings;
 mod up;
