@@ -836,6 +836,8 @@ mod tests {
     fn tls_needs_cert_and_key() {
         let err = auth_error("[tls]\ncert_path = \"c.pem\"\n");
         assert!(err.contains("tls.key_path"), "{err}");
+    }
+
     #[test]
     fn embedding_profiles_merge_and_validate() {
         figment::Jail::expect_with(|jail| {
@@ -863,8 +865,6 @@ mod tests {
         assert!(err.contains("embedding.profiles.o.url"), "{err}");
         let err = auth_error("[embedding.profiles.m]\nbatch_size = 0\n");
         assert!(err.contains("embedding.profiles.m.batch_size"), "{err}");
-    }
-
     }
 
     #[test]
