@@ -342,6 +342,10 @@ def test_notes_tell_how_to_connect():
     notes = render({})["lakehouse/templates/NOTES.txt"]
     assert f"port-forward service/{FULLNAME}-gateway 3101:3101" in notes
     assert 'flightsql.connect(\n      "grpc://127.0.0.1:3101"' in notes
+    assert "create secret generic lakehouse-credentials" in notes
+    no_secret = manifests_of(render({"secrets": {"existingSecret": ""}}))
+    assert "create secret" not in render({"secrets": {"existingSecret": ""}})["lakehouse/templates/NOTES.txt"]
+    assert "secretKeyRef" not in str(no_secret)
     tls_notes = render(values_of("production"))["lakehouse/templates/NOTES.txt"]
     assert "grpc+tls://" in tls_notes and "EXTERNAL-IP" in tls_notes
 
