@@ -53,6 +53,7 @@ pub struct Running {
     pub catalog: Catalog,
     scheduler: lakehouse_scheduler::SchedulerHandle,
     executor: lakehouse_executor::ExecutorHandle,
+    local_executor: lakehouse_scheduler::LocalExecutor,
     stop_tx: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -72,6 +73,7 @@ impl Running {
         for server in self.servers {
             let _ = server.await;
         }
+        drop(self.local_executor);
         self.executor.shutdown().await?;
         self.scheduler.shutdown().await?;
         self.catalog.shutdown().await?;
@@ -133,6 +135,8 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         ..Default::default()
     })
     .await?;
+    let local_executor =
+        lakehouse_scheduler::LocalExecutor::list(executor.id(), &config.executor_work_dir());
     let engine = QueryEngine::connect(
         catalog.clone(),
         scheduler.url(),
@@ -225,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         catalog,
         scheduler,
         executor,
+        local_executor,
         stop_tx,
         servers: vec![http_task, flight_task],
     })

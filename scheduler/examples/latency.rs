@@ -51,6 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..ExecutorOptions::default()
     })
     .await?;
+    let _local_executor =
+        lakehouse_scheduler::LocalExecutor::list(executor.id(), &dir.path().join("work"));
 
     let local = SessionContext::new();
     let stock = SessionContext::remote_with_state(

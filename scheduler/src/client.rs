@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_core::client::BallistaClient;
 use ballista_core::config::BALLISTA_JOB_NAME;
-use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::execution_plans::{create_shuffle_path, DistributedQueryExec};
 use ballista_core::extension::{BallistaConfigGrpcEndpoint, SessionConfigExt, SessionStateExt};
 use ballista_core::planner::BallistaQueryPlanner;
 use ballista_core::serde::protobuf::execute_query_params::Query;
@@ -23,10 +23,12 @@ use ballista_core::serde::protobuf::get_job_status_result::FlightProxy;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{
     job_status, CancelJobParams, ExecuteQueryParams, ExecutorMetadata, GetJobStatusResult,
-    KeyValuePair, PartitionLocation, SuccessfulJob,
+    KeyValuePair, PartitionId, PartitionLocation, SuccessfulJob,
 };
 use ballista_core::utils::{create_grpc_client_endpoint, GrpcClientConfig};
+use ballista_core::JobId;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::{QueryPlanner, SessionState};
@@ -724,6 +726,14 @@ impl FetchContext {
         let partition_id = location.partition_id.ok_or_else(|| {
             DataFusionError::Internal("result partition without partition id".to_owned())
         })?;
+        if let Some(stream) = read_in_place(
+            &executor.id,
+            &partition_id,
+            location.file_id,
+            location.is_sort_shuffle,
+        )? {
+            return Ok(stream);
+        }
         let (host, port) = fetch_address(&executor, &self.scheduler_url, &self.flight_proxy)?;
         let mut client = self
             .pool
@@ -745,6 +755,48 @@ impl FetchContext {
                 DataFusionError::External(Box::new(e))
             })
     }
+}
+
+/// Opens a result partition written by an executor of this process, when its
+/// file is there (hash-shuffle layout; sort-shuffle output goes over Flight).
+fn read_in_place(
+    executor_id: &str,
+    partition_id: &PartitionId,
+    file_id: Option<u64>,
+    is_sort_shuffle: bool,
+) -> DfResult<Option<SendableRecordBatchStream>> {
+    let Some(work_dir) = in_process::executor_work_dir(executor_id) else {
+        return Ok(None);
+    };
+    if is_sort_shuffle {
+        return Ok(None);
+    }
+    let path = create_shuffle_path(
+        &work_dir,
+        &JobId::new(partition_id.job_id.as_str()),
+        partition_id.stage_id as usize,
+        partition_id.partition_id as usize,
+        file_id,
+        false,
+    )?;
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        // Not (or no longer) there: the executor's Flight service says why.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(DataFusionError::Execution(format!(
+                "result partition {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let reader = StreamReader::try_new(std::io::BufReader::new(file), None)?;
+    let schema = reader.schema();
+    debug!(path = %path.display(), "reading a result partition in place");
+    let batches = futures::stream::iter(reader.map(|batch| batch.map_err(DataFusionError::from)));
+    Ok(Some(Box::pin(RecordBatchStreamAdapter::new(
+        schema, batches,
+    ))))
 }
 
 /// Where to fetch a result partition: the executor itself, or a Flight proxy

@@ -19,6 +19,7 @@ pub use client::{
     ConnectionPool, RemoteQueryExec,
 };
 pub use error::{Error, Result};
+pub use in_process::LocalExecutor;
 pub use job::JobHandle;
 pub use metrics::JobCounts;
 pub use server::{start, SchedulerHandle, SchedulerOptions};

@@ -14,8 +14,8 @@ use datafusion::physical_plan::collect;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use lakehouse_executor::{ExecutorHandle, ExecutorOptions};
 use lakehouse_scheduler::{
-    ballista_session_config, remote_context_with_pool, ConnectionPool, JobCounts, RemoteQueryExec,
-    SchedulerHandle, SchedulerOptions,
+    ballista_session_config, remote_context_with_pool, ConnectionPool, JobCounts, LocalExecutor,
+    RemoteQueryExec, SchedulerHandle, SchedulerOptions,
 };
 use tempfile::TempDir;
 
@@ -133,25 +133,31 @@ async fn wait_for_counts(
     }
 }
 
-/// Jobs handed to the scheduler in this process: no scheduler connection.
+/// Jobs handed to the scheduler in this process, results read from the
+/// executor's files in place: no scheduler connection, no Flight client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_by_point_query_and_join_run_as_jobs_in_process() {
-    group_by_point_query_and_join_run_as_jobs(ConnectionPool::default(), (0, 1)).await;
+    group_by_point_query_and_join_run_as_jobs(ConnectionPool::default(), true, (0, 0)).await;
 }
 
-/// Jobs submitted over gRPC, as from a gateway apart from its scheduler.
+/// Jobs submitted over gRPC and results fetched over Flight, as from a
+/// gateway apart from its scheduler and executors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_by_point_query_and_join_run_as_jobs_over_grpc() {
-    group_by_point_query_and_join_run_as_jobs(ConnectionPool::grpc_only(), (1, 1)).await;
+    group_by_point_query_and_join_run_as_jobs(ConnectionPool::grpc_only(), false, (1, 1)).await;
 }
 
+/// `local_executor`: the executor is listed as running in this process.
 /// `connections`: the scheduler channels and executor clients the pool ends
 /// up holding, reused by all three queries.
 async fn group_by_point_query_and_join_run_as_jobs(
     pool: ConnectionPool,
+    local_executor: bool,
     connections: (usize, usize),
 ) {
     let cluster = Cluster::start(Duration::from_secs(60)).await;
+    let _listed = local_executor
+        .then(|| LocalExecutor::list(cluster.executor.id(), &cluster.dir.path().join("work")));
     let pool = Arc::new(pool);
     let ctx = cluster.context(Arc::clone(&pool)).await;
     let before = cluster.scheduler.job_counts();
