@@ -13,6 +13,9 @@
 //!
 //! Format versions: 1 has no "view" rows; 2 adds them; 3 adds "grant" rows (a
 //! role's granted tables as a JSON list). This build writes 3 and reads all three.
+//!
+//! A Raft snapshot of the catalog is the same file with more key-value metadata
+//! (its log position and membership, see `store`), so one decoder reads both.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
@@ -76,11 +79,17 @@ fn manifest_schema() -> Arc<Schema> {
 
 /// Encodes `state` as a manifest file.
 pub fn encode(state: &CatalogState) -> Result<Bytes> {
-    encode_as(state, FORMAT_VERSION)
+    encode_as(state, FORMAT_VERSION, Vec::new())
+}
+
+/// Encodes `state` as a manifest file whose key-value metadata also holds
+/// `extra` (the Raft snapshot adds its log position and membership this way).
+pub fn encode_with_metadata(state: &CatalogState, extra: Vec<KeyValue>) -> Result<Bytes> {
+    encode_as(state, FORMAT_VERSION, extra)
 }
 
 /// Encodes `state` declaring `format_version` (tests write older formats with it).
-fn encode_as(state: &CatalogState, format_version: &str) -> Result<Bytes> {
+fn encode_as(state: &CatalogState, format_version: &str, extra: Vec<KeyValue>) -> Result<Bytes> {
     let key = manifest_key(state.catalog_version);
     let fail = |reason: String| Error::Manifest {
         key: key.clone(),
@@ -145,14 +154,16 @@ fn encode_as(state: &CatalogState, format_version: &str) -> Result<Bytes> {
     ];
     let batch =
         RecordBatch::try_new(manifest_schema(), columns).map_err(|e| fail(e.to_string()))?;
+    let mut key_values = vec![
+        KeyValue::new(KEY_FORMAT_VERSION.to_string(), format_version.to_string()),
+        KeyValue::new(
+            KEY_CATALOG_VERSION.to_string(),
+            state.catalog_version.to_string(),
+        ),
+    ];
+    key_values.extend(extra);
     let properties = WriterProperties::builder()
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(KEY_FORMAT_VERSION.to_string(), format_version.to_string()),
-            KeyValue::new(
-                KEY_CATALOG_VERSION.to_string(),
-                state.catalog_version.to_string(),
-            ),
-        ]))
+        .set_key_value_metadata(Some(key_values))
         .build();
     let mut buffer = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buffer, manifest_schema(), Some(properties))
@@ -164,37 +175,36 @@ fn encode_as(state: &CatalogState, format_version: &str) -> Result<Bytes> {
 
 /// Decodes a manifest file read from `key`.
 pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
+    decode_with_metadata(key, bytes).map(|(state, _)| state)
+}
+
+/// Decodes a manifest file read from `key`, returning its key-value metadata too.
+pub fn decode_with_metadata(
+    key: &str,
+    bytes: Bytes,
+) -> Result<(CatalogState, BTreeMap<String, String>)> {
     let fail = |reason: String| Error::Manifest {
         key: key.to_string(),
         reason,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| fail(format!("not a readable Parquet file: {e}")))?;
-    let kv: BTreeMap<String, Option<String>> = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let kv = file_key_values(builder.metadata());
     match kv.get(KEY_FORMAT_VERSION) {
-        Some(Some(v)) if READABLE_FORMATS.contains(&v.as_str()) => {}
-        Some(Some(v)) => {
+        Some(v) if READABLE_FORMATS.contains(&v.as_str()) => {}
+        Some(v) => {
             return Err(fail(format!(
                 "format version {v} is not one this build reads ({}); was it written by a newer lakehouse?",
                 READABLE_FORMATS.join(", ")
             )))
         }
-        Some(None) | None => return Err(fail(format!("no {KEY_FORMAT_VERSION} in the file metadata"))),
+        None => return Err(fail(format!("no {KEY_FORMAT_VERSION} in the file metadata"))),
     }
     let declared_version: u64 = match kv.get(KEY_CATALOG_VERSION) {
-        Some(Some(v)) => v
+        Some(v) => v
             .parse()
             .map_err(|_| fail(format!("{KEY_CATALOG_VERSION} {v:?} is not a number")))?,
-        Some(None) | None => {
+        None => {
             return Err(fail(format!(
                 "no {KEY_CATALOG_VERSION} in the file metadata"
             )))
@@ -303,14 +313,38 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<CatalogState> {
             counters.catalog_version
         )));
     }
-    Ok(CatalogState {
+    let state = CatalogState {
         tables,
         views,
         leases,
         grants,
         last_token: counters.last_token,
         catalog_version: counters.catalog_version,
-    })
+    };
+    Ok((state, kv))
+}
+
+/// The key-value metadata of a manifest file read from `key`, without decoding
+/// its rows (only the footer is parsed).
+pub fn key_values(key: &str, bytes: Bytes) -> Result<BTreeMap<String, String>> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::Manifest {
+        key: key.to_string(),
+        reason: format!("not a readable Parquet file: {e}"),
+    })?;
+    Ok(file_key_values(builder.metadata()))
+}
+
+/// Key-value metadata entries that have a value.
+fn file_key_values(metadata: &ParquetMetaData) -> BTreeMap<String, String> {
+    metadata
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .filter_map(|kv| Some((kv.key.clone(), kv.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes the manifest for `state`. Keys are unique per catalog version and a
@@ -613,15 +647,15 @@ mod tests {
             last_token: 3,
             ..Default::default()
         };
-        let decoded = decode("v1", encode_as(&state, "1").unwrap()).unwrap();
+        let decoded = decode("v1", encode_as(&state, "1", Vec::new()).unwrap()).unwrap();
         assert_eq!(decoded, state);
         assert!(decoded.views.is_empty());
         for older in ["2", "1"] {
-            let decoded = decode("old", encode_as(&state, older).unwrap()).unwrap();
+            let decoded = decode("old", encode_as(&state, older, Vec::new()).unwrap()).unwrap();
             assert!(decoded.grants.is_empty(), "format {older} has no grants");
         }
 
-        let err = decode("v9", encode_as(&state, "9").unwrap()).unwrap_err();
+        let err = decode("v9", encode_as(&state, "9", Vec::new()).unwrap()).unwrap_err();
         assert!(err.to_string().contains("newer lakehouse"), "{err}");
     }
 
