@@ -182,8 +182,11 @@ async fn serve(catalog: Catalog, listener: TcpListener, mut stopped: watch::Rece
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Kubernetes' gRPC probes: SERVING (the empty service name) while this serves.
+    let (_health, health_service) = tonic_health::server::health_reporter();
     let served = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health_service)
         .add_service(raft)
         .add_service(client_api)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {

@@ -503,7 +503,13 @@ fn spawn_flight(
     let service = FlightServiceServer::new(BallistaFlightService::new(work_dir))
         .max_decoding_message_size(max_message_size)
         .max_encoding_message_size(max_message_size);
-    let server = create_grpc_server(config).add_service(service);
+    // Kubernetes' gRPC probes: SERVING (the empty service name) while this serves.
+    // Here and not on the task-launch port: Ballista's `executor_server::startup`
+    // builds that server itself and takes no extra services.
+    let (_health, health_service) = tonic_health::server::health_reporter();
+    let server = create_grpc_server(config)
+        .add_service(health_service)
+        .add_service(service);
     tokio::spawn(async move {
         server
             .serve_with_incoming_shutdown(incoming, async move { shutdown.recv().await })

@@ -250,8 +250,11 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         )));
     let (stop, stopped) = watch::channel(false);
     let mut serve_stopped = stopped.clone();
+    // Kubernetes' gRPC probes: SERVING (the empty service name) while this serves.
+    let (_health, health_service) = tonic_health::server::health_reporter();
     let serve = tokio::spawn(
         create_grpc_server(&server_config)
+            .add_service(health_service)
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, async move {
                 // Err: the handle was dropped, which also means stop.

@@ -160,7 +160,8 @@ def test_expected_resources(manifests: Manifests, variant: str):
 
 
 def test_probes_hit_real_health_endpoints(manifests: Manifests):
-    grpc_ports = {"catalog": 3102, "scheduler": 50050, "executor": 50051}
+    # The executor serves health on its Flight port (Ballista's task-launch server takes no extra services).
+    grpc_ports = {"catalog": 3102, "scheduler": 50050, "executor": 50052}
     for role, port in grpc_ports.items():
         kind = "StatefulSet" if role == "catalog" else "Deployment"
         probed = container(manifests[(kind, f"{FULLNAME}-{role}")])
