@@ -133,6 +133,25 @@ impl CatalogConfig {
 
     /// `peers` by node id, this node included (at its advertised address when not listed).
     pub fn peer_map(&self) -> Result<BTreeMap<u64, String>> {
+        let mut peers = self.listed_peers()?;
+        peers
+            .entry(self.node_id)
+            .or_insert_with(|| self.advertised_addr());
+        Ok(peers)
+    }
+
+    /// Where the other roles (gateway, CLI) reach the catalog: every node of
+    /// `peers`, or `listen_addr` when no peers are listed (one node).
+    pub fn client_endpoints(&self) -> Result<Vec<String>> {
+        let peers = self.listed_peers()?;
+        if peers.is_empty() {
+            return Ok(vec![self.listen_addr.to_string()]);
+        }
+        Ok(peers.into_values().collect())
+    }
+
+    /// `peers` as written, by node id.
+    fn listed_peers(&self) -> Result<BTreeMap<u64, String>> {
         let mut peers = BTreeMap::new();
         for peer in &self.peers {
             let parsed = peer
@@ -150,9 +169,6 @@ impl CatalogConfig {
                 )));
             }
         }
-        peers
-            .entry(self.node_id)
-            .or_insert_with(|| self.advertised_addr());
         Ok(peers)
     }
 }
@@ -164,6 +180,8 @@ pub struct SchedulerConfig {
     pub addr: SocketAddr,
     /// A job running longer than this is cancelled, seconds.
     pub job_timeout_secs: u64,
+    /// host:port where the other roles (executors, gateways) reach the scheduler. Empty: `addr`.
+    pub endpoint: String,
 }
 
 impl Default for SchedulerConfig {
@@ -171,6 +189,7 @@ impl Default for SchedulerConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 50050)),
             job_timeout_secs: 3_600,
+            endpoint: String::new(),
         }
     }
 }
@@ -186,6 +205,8 @@ pub struct ExecutorConfig {
     pub concurrent_tasks: usize,
     /// Shuffle files. Empty: `<data_dir>/executor`.
     pub work_dir: String,
+    /// Host the scheduler and other executors reach this executor at. Empty: the IP of `flight_addr`.
+    pub advertise_host: String,
 }
 
 impl Default for ExecutorConfig {
@@ -195,6 +216,7 @@ impl Default for ExecutorConfig {
             flight_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
             concurrent_tasks: 0,
             work_dir: String::new(),
+            advertise_host: String::new(),
         }
     }
 }
@@ -202,7 +224,8 @@ impl Default for ExecutorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
-    /// Partitions per query stage; 0 means the executors' total task slots.
+    /// Partitions per query stage; 0: the executor's task slots under `up`, the
+    /// cores of its machine under `gateway` (which does not see the executors).
     pub target_partitions: usize,
     /// Hash joins halve TPC-H time but do not spill; turn off for joins larger than memory.
     pub prefer_hash_join: bool,
@@ -656,6 +679,24 @@ impl Config {
         self.or_data_subdir(&self.catalog.dir, "catalog")
     }
 
+    /// host:port where executors and gateways reach the scheduler.
+    pub fn scheduler_endpoint(&self) -> String {
+        if self.scheduler.endpoint.is_empty() {
+            self.scheduler.addr.to_string()
+        } else {
+            self.scheduler.endpoint.clone()
+        }
+    }
+
+    /// The host this executor advertises to the scheduler and other executors.
+    pub fn executor_advertise_host(&self) -> String {
+        if self.executor.advertise_host.is_empty() {
+            self.executor.flight_addr.ip().to_string()
+        } else {
+            self.executor.advertise_host.clone()
+        }
+    }
+
     pub fn executor_work_dir(&self) -> PathBuf {
         self.or_data_subdir(&self.executor.work_dir, "executor")
     }
@@ -706,6 +747,28 @@ fn describe(error: figment::Error) -> String {
 #[allow(clippy::unwrap_used, clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_roles_find_the_catalog_and_the_scheduler() {
+        let mut config = Config::default();
+        assert_eq!(
+            config.catalog.client_endpoints().unwrap(),
+            ["127.0.0.1:3102"]
+        );
+        assert_eq!(config.scheduler_endpoint(), "127.0.0.1:50050");
+        assert_eq!(config.executor_advertise_host(), "127.0.0.1");
+        config.catalog.peers = vec!["2=b:3102".into(), "1=a:3102".into()];
+        config.catalog.node_id = 7;
+        // Ordered by node id; a gateway's own node_id is not a catalog node.
+        assert_eq!(
+            config.catalog.client_endpoints().unwrap(),
+            ["a:3102", "b:3102"]
+        );
+        config.scheduler.endpoint = "sched:50050".into();
+        config.executor.advertise_host = "10.0.0.5".into();
+        assert_eq!(config.scheduler_endpoint(), "sched:50050");
+        assert_eq!(config.executor_advertise_host(), "10.0.0.5");
+    }
 
     #[test]
     fn shipped_config_is_default() {
