@@ -27,9 +27,10 @@ use crate::{gc, manifest};
 /// injected clock, which may move without any catalog change to wake us.
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
-/// A handle to the catalog; cheap to clone.
+/// The catalog on a node with its own Raft log (`up`, `lakehouse catalog`);
+/// cheap to clone. Other crates reach it through [`crate::Catalog`].
 #[derive(Clone)]
-pub struct Catalog {
+pub(crate) struct Local {
     inner: Arc<Inner>,
 }
 
@@ -58,7 +59,7 @@ pub struct CatalogMetrics {
     pub catalog_version: u64,
 }
 
-impl std::fmt::Debug for Catalog {
+impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Catalog")
             .field("node_id", &self.inner.node_id)
@@ -116,19 +117,19 @@ fn unexpected(what: &str, response: Response) -> Error {
     ))
 }
 
-impl Catalog {
+impl Local {
     /// Opens (or creates) the local Raft log under `dir`, starts a one-node Raft
     /// and initializes it when new. When the bucket holds a manifest newer than the
     /// local state (e.g. the local directory was wiped), restores it through the log
     /// as a `Restore` entry. Then removes unreferenced data files.
     #[tracing::instrument(skip_all, fields(node_id = config.node_id, dir = %dir.display()))]
-    pub async fn open(
+    pub(crate) async fn open(
         config: &CatalogConfig,
         dir: &Path,
         bucket: Bucket,
         clock: Arc<dyn Clock>,
-    ) -> Result<Catalog> {
-        let catalog = Catalog::build(config, dir, bucket, clock).await?;
+    ) -> Result<Local> {
+        let catalog = Local::build(config, dir, bucket, clock).await?;
         match catalog.start().await {
             Ok(()) => Ok(catalog),
             Err(e) => {
@@ -148,7 +149,7 @@ impl Catalog {
         dir: &Path,
         bucket: Bucket,
         clock: Arc<dyn Clock>,
-    ) -> Result<Catalog> {
+    ) -> Result<Local> {
         let db = store::open_database(dir).await?;
         let state_machine = StateMachineStore::new(Arc::clone(&db), dir)?;
         let shared = state_machine.shared();
@@ -165,7 +166,7 @@ impl Catalog {
         )
         .await
         .map_err(fatal)?;
-        Ok(Catalog {
+        Ok(Local {
             inner: Arc::new(Inner {
                 raft,
                 node_id: config.node_id,
@@ -295,6 +296,11 @@ impl Catalog {
         f(&self.inner.shared.read().catalog)
     }
 
+    /// Changes after every applied batch (to the catalog version after it).
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.shared.subscribe()
+    }
+
     async fn write(&self, request: Request) -> Result<Response> {
         self.inner
             .raft
@@ -339,7 +345,7 @@ impl Catalog {
     /// Takes the table's writer lease for `holder`. While another live lease holds
     /// it, waits up to `lease_wait_ms`, then fails with [`Error::LeaseHeld`].
     #[tracing::instrument(skip_all, fields(table = %table, holder = %holder, token))]
-    pub async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {
+    pub(crate) async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {
         validate_identifier("table name", table)?;
         if holder.trim().is_empty() {
             return Err(Error::InvalidRequest(
@@ -424,7 +430,7 @@ impl Catalog {
 
     /// Extends a live lease by the configured TTL.
     #[tracing::instrument(skip_all, fields(table = %lease.table, token = lease.token))]
-    pub async fn renew_lease(&self, lease: &Lease) -> Result<Lease> {
+    pub(crate) async fn renew_lease(&self, lease: &Lease) -> Result<Lease> {
         let request = Request::RenewLease {
             table: lease.table.clone(),
             token: lease.token,
@@ -445,7 +451,7 @@ impl Catalog {
 
     /// Gives the lease up. Releasing a lease that was already taken over is a no-op.
     #[tracing::instrument(skip_all, fields(table = %lease.table, token = lease.token))]
-    pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
+    pub(crate) async fn release_lease(&self, lease: &Lease) -> Result<()> {
         let request = Request::ReleaseLease {
             table: lease.table.clone(),
             token: lease.token,
@@ -465,7 +471,7 @@ impl Catalog {
     /// Commits a new table version under `lease`; returns once the manifest for the
     /// resulting catalog state is in the bucket.
     #[tracing::instrument(skip_all, fields(table = %commit.table, token = lease.token, mode = %commit.mode))]
-    pub async fn commit(&self, lease: &Lease, commit: TableCommit) -> Result<TableVersion> {
+    pub(crate) async fn commit(&self, lease: &Lease, commit: TableCommit) -> Result<TableVersion> {
         validate_identifier("table name", &commit.table)?;
         if commit.table != lease.table {
             return Err(Error::InvalidRequest(format!(
@@ -502,7 +508,7 @@ impl Catalog {
 
     /// Drops the lease's table (all versions). Its files become garbage.
     #[tracing::instrument(skip_all, fields(table = %lease.table, token = lease.token))]
-    pub async fn drop_table(&self, lease: &Lease) -> Result<()> {
+    pub(crate) async fn drop_table(&self, lease: &Lease) -> Result<()> {
         let request = Request::DropTable {
             table: lease.table.clone(),
             token: lease.token,
@@ -522,7 +528,11 @@ impl Catalog {
 
     /// Replaces a table's metadata.
     #[tracing::instrument(skip_all, fields(table = %table))]
-    pub async fn update_metadata(&self, table: &str, metadata: TableMetadata) -> Result<Table> {
+    pub(crate) async fn update_metadata(
+        &self,
+        table: &str,
+        metadata: TableMetadata,
+    ) -> Result<Table> {
         let request = Request::UpdateMetadata {
             table: table.to_string(),
             metadata,
@@ -544,7 +554,7 @@ impl Catalog {
     /// so no writer lease is involved: the state machine keeps table and view
     /// names apart.
     #[tracing::instrument(skip_all, fields(view = %view.name, replace))]
-    pub async fn create_view(&self, view: View, replace: bool) -> Result<()> {
+    pub(crate) async fn create_view(&self, view: View, replace: bool) -> Result<()> {
         validate_identifier("view name", &view.name)?;
         let request = Request::CreateView {
             view,
@@ -555,7 +565,7 @@ impl Catalog {
     }
 
     #[tracing::instrument(skip_all, fields(view = %name))]
-    pub async fn drop_view(&self, name: &str) -> Result<()> {
+    pub(crate) async fn drop_view(&self, name: &str) -> Result<()> {
         let request = Request::DropView {
             name: name.to_string(),
         };
@@ -565,7 +575,7 @@ impl Catalog {
     /// GRANT (`granted`) or REVOKE SELECT on `table` to `role`, kept in the
     /// replicated catalog so grants outlive restarts.
     #[tracing::instrument(skip_all, fields(%role, %table, granted))]
-    pub async fn set_grant(&self, role: &str, table: &str, granted: bool) -> Result<()> {
+    pub(crate) async fn set_grant(&self, role: &str, table: &str, granted: bool) -> Result<()> {
         let request = Request::SetGrant {
             role: role.to_string(),
             table: table.to_string(),
@@ -575,7 +585,9 @@ impl Catalog {
     }
 
     /// The grants of the applied state: role → tables.
-    pub fn grants(&self) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    pub(crate) fn grants(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
         self.read_state(|s| s.grants.clone())
     }
 
@@ -591,31 +603,31 @@ impl Catalog {
     }
 
     /// All views of the applied state, sorted by name.
-    pub fn views(&self) -> Vec<View> {
+    pub(crate) fn views(&self) -> Vec<View> {
         self.read_state(|s| s.views.values().cloned().collect())
     }
 
-    pub fn view(&self, name: &str) -> Option<View> {
+    pub(crate) fn view(&self, name: &str) -> Option<View> {
         self.read_state(|s| s.views.get(name).cloned())
     }
 
     /// All tables of the applied state, sorted by name.
-    pub fn tables(&self) -> Vec<Table> {
+    pub(crate) fn tables(&self) -> Vec<Table> {
         self.read_state(|s| s.tables.values().cloned().collect())
     }
 
-    pub fn table(&self, name: &str) -> Option<Table> {
+    pub(crate) fn table(&self, name: &str) -> Option<Table> {
         self.read_state(|s| s.tables.get(name).cloned())
     }
 
-    pub fn bucket(&self) -> &Bucket {
+    pub(crate) fn bucket(&self) -> &Bucket {
         &self.inner.bucket
     }
 
     /// Deletes objects under `tables/` that no version of any table references,
     /// skipping tables whose writer lease is live. Returns how many were removed.
     #[tracing::instrument(skip_all)]
-    pub async fn collect_garbage(&self) -> Result<usize> {
+    pub(crate) async fn collect_garbage(&self) -> Result<usize> {
         gc::collect_garbage(
             &self.inner.bucket,
             &self.inner.shared,
@@ -626,7 +638,7 @@ impl Catalog {
 
     /// Stops Raft and releases the local log. Other clones of this handle fail
     /// with [`Error::ShutDown`] afterwards.
-    pub async fn shutdown(&self) -> Result<()> {
+    pub(crate) async fn shutdown(&self) -> Result<()> {
         self.inner
             .raft
             .shutdown()
@@ -634,7 +646,7 @@ impl Catalog {
             .map_err(|e| Error::Raft(format!("shutting down: {e}")))
     }
 
-    pub fn metrics(&self) -> CatalogMetrics {
+    pub(crate) fn metrics(&self) -> CatalogMetrics {
         let m = self.inner.raft.metrics().borrow().clone();
         CatalogMetrics {
             node_id: self.inner.node_id,

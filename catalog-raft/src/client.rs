@@ -51,6 +51,13 @@ pub enum ClientRequest {
     DropView {
         name: String,
     },
+    SetGrant {
+        role: String,
+        table: String,
+        granted: bool,
+    },
+    /// Garbage collection runs where the state is authoritative: on the leader.
+    CollectGarbage,
 }
 
 /// What a successful [`ClientRequest`] returns.
@@ -60,6 +67,8 @@ pub enum ClientReply {
     Lease(Lease),
     Version(TableVersion),
     Table(Table),
+    /// How many unreferenced files garbage collection removed.
+    Removed(usize),
 }
 
 /// An error as it travels in a status's details, so the client rebuilds a
@@ -327,6 +336,12 @@ impl CatalogClient {
 
     /// Carries out one catalog change on the leader.
     pub async fn write(&self, request: &ClientRequest) -> Result<ClientReply> {
+        Ok(self.write_versioned(request).await?.0)
+    }
+
+    /// [`Self::write`], and the leader's catalog version once the change was
+    /// applied there (0 from a leader that does not tell).
+    pub async fn write_versioned(&self, request: &ClientRequest) -> Result<(ClientReply, u64)> {
         let payload = encode_json(request)?;
         let reply = self
             .call(false, |mut c| {
@@ -339,7 +354,20 @@ impl CatalogClient {
             })
             .await?
             .into_inner();
-        decode_json(reply.format_version, &reply.payload)
+        let decoded = decode_json(reply.format_version, &reply.payload)?;
+        Ok((decoded, reply.catalog_version))
+    }
+
+    /// A stream of the applied state of the first node that answers, now and
+    /// after every change it applies.
+    pub(crate) async fn watch(&self) -> Result<tonic::Streaming<pb::StateUpdate>> {
+        Ok(self
+            .call(
+                true,
+                |mut c| async move { c.watch(pb::WatchRequest {}).await },
+            )
+            .await?
+            .into_inner())
     }
 
     pub async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {

@@ -12,11 +12,11 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics};
 use serde::Serialize;
 
+use crate::catalog::Local;
 use crate::catalog::{client_write_error, fatal};
 use crate::error::{Error, Result};
 use crate::model::CatalogState;
 use crate::request::NodeId;
-use crate::Catalog;
 
 /// One member of the cluster as a node sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,27 +62,27 @@ fn members(metrics: &RaftMetrics<NodeId, BasicNode>) -> Vec<Member> {
         .collect()
 }
 
-impl Catalog {
+impl Local {
     /// Opens this node's local log and starts Raft with the gRPC network. A new
-    /// node stays uninitialized until the seed adds it ([`Catalog::bootstrap`]);
+    /// node stays uninitialized until the seed adds it ([`Local::bootstrap`]);
     /// a restarted one rejoins its cluster from its log.
     #[tracing::instrument(skip_all, fields(node_id = config.node_id, dir = %dir.display()))]
-    pub async fn open_node(
+    pub(crate) async fn open_node(
         config: &CatalogConfig,
         dir: &Path,
         bucket: Bucket,
         clock: Arc<dyn Clock>,
-    ) -> Result<Catalog> {
-        Catalog::build(config, dir, bucket, clock).await
+    ) -> Result<Local> {
+        Local::build(config, dir, bucket, clock).await
     }
 
-    pub async fn is_initialized(&self) -> Result<bool> {
+    pub(crate) async fn is_initialized(&self) -> Result<bool> {
         self.raft().is_initialized().await.map_err(fatal)
     }
 
     /// Makes a new one-voter cluster of this node (the seed); the other nodes
-    /// join through [`Catalog::add_node`]. A node that already has a log is left alone.
-    pub async fn bootstrap(&self) -> Result<()> {
+    /// join through [`Local::add_node`]. A node that already has a log is left alone.
+    pub(crate) async fn bootstrap(&self) -> Result<()> {
         let node_id = self.node_id();
         let nodes = BTreeMap::from([(node_id, BasicNode::new(self.config().advertised_addr()))]);
         match self.raft().initialize(nodes).await {
@@ -110,12 +110,12 @@ impl Catalog {
     }
 
     /// Whether this node leads the cluster right now (by its own metrics).
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.check_leader().is_ok()
     }
 
     /// The leader's id and address, when this node knows them.
-    pub fn leader(&self) -> Option<(NodeId, String)> {
+    pub(crate) fn leader(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft().metrics().borrow().clone();
         let leader = metrics.current_leader?;
         let addr = metrics
@@ -131,7 +131,7 @@ impl Catalog {
     /// has caught up with the log (at most `catch_up`), then makes it a voter.
     /// Adding a node that is a voter already changes nothing.
     #[tracing::instrument(skip_all, fields(node_id, addr = %addr))]
-    pub async fn add_node(
+    pub(crate) async fn add_node(
         &self,
         node_id: NodeId,
         addr: &str,
@@ -186,7 +186,7 @@ impl Catalog {
 
     /// On the leader: removes `node_id` (voter or learner) from the cluster.
     #[tracing::instrument(skip_all, fields(node_id))]
-    pub async fn remove_node(&self, node_id: NodeId) -> Result<Vec<Member>> {
+    pub(crate) async fn remove_node(&self, node_id: NodeId) -> Result<Vec<Member>> {
         let metrics = self.check_leader()?;
         let membership = metrics.membership_config.membership();
         let ids = BTreeSet::from([node_id]);
@@ -210,7 +210,7 @@ impl Catalog {
 
     /// The catalog state after a linearizable read on the leader: everything
     /// committed before the call is in it. Returns the state and its log index.
-    pub async fn linearizable_state(&self) -> Result<(CatalogState, u64)> {
+    pub(crate) async fn linearizable_state(&self) -> Result<(CatalogState, u64)> {
         self.ensure_applied().await?;
         let state = self.read_state(CatalogState::clone);
         let index = self
@@ -222,7 +222,7 @@ impl Catalog {
         Ok((state, index))
     }
 
-    pub fn status(&self) -> NodeStatus {
+    pub(crate) fn status(&self) -> NodeStatus {
         let m = self.raft().metrics().borrow().clone();
         let metrics = self.metrics();
         NodeStatus {

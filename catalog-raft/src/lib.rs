@@ -2,7 +2,8 @@
 //! an openraft state machine with a durable local log and mirrored to the bucket
 //! as versioned Parquet manifests (the bucket is the source of truth, ADR-001/002).
 //!
-//! - [`Catalog`]: the API (leases, commits, reads, garbage collection).
+//! - [`Catalog`]: the API (leases, commits, reads, garbage collection), over a
+//!   node's own log or, with [`Catalog::connect`], a catalog cluster over gRPC.
 //! - [`model`]: what is recorded. [`Request`] / [`Response`]: what goes through the log.
 //! - [`manifest`]: the manifest format in the bucket.
 //! - [`CatalogNode`]: one node of a multi-node catalog (`lakehouse catalog`), Raft
@@ -16,18 +17,21 @@ mod client;
 mod cluster;
 mod error;
 mod gc;
+mod handle;
 pub mod manifest;
 pub mod model;
 mod network;
+mod remote;
 mod request;
 mod server;
 mod state;
 mod store;
 
-pub use catalog::{Catalog, CatalogMetrics};
+pub use catalog::CatalogMetrics;
 pub use client::{CatalogClient, ClientReply, ClientRequest, ClusterStatus};
 pub use cluster::{Member, NodeStatus};
 pub use error::{Error, Refusal, Result};
+pub use handle::Catalog;
 pub use model::{
     CatalogState, DataFile, Lease, ObjectKind, Sensitivity, Table, TableCommit, TableMetadata,
     TableVersion, View, WriteMode,

@@ -21,17 +21,19 @@ use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::Raft;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::catalog::Local;
 use crate::client::{
     decode_json, encode_json, from_status, grpc, to_status, CatalogClient, ClientReply,
     ClientRequest, CLIENT_FORMAT_VERSION,
 };
 use crate::error::{Error, Result};
+use crate::model::CatalogState;
 use crate::network::{channel, decode, encode, MAX_MESSAGE_BYTES};
 use crate::request::{NodeId, TypeConfig};
 use crate::Catalog;
@@ -46,6 +48,7 @@ const JOIN_RETRY: Duration = Duration::from_millis(500);
 pub struct CatalogNode {
     pub addr: SocketAddr,
     pub catalog: Catalog,
+    local: Local,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -73,7 +76,7 @@ impl CatalogNode {
         }
         let config = &config;
         let peers = config.peer_map()?;
-        let catalog = Catalog::open_node(config, dir, bucket, clock).await?;
+        let catalog = Local::open_node(config, dir, bucket, clock).await?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(serve(
             catalog.clone(),
@@ -101,7 +104,8 @@ impl CatalogNode {
         tracing::info!(%addr, "catalog node serving");
         Ok(CatalogNode {
             addr,
-            catalog,
+            catalog: Catalog::from(catalog.clone()),
+            local: catalog,
             stop,
             tasks,
         })
@@ -111,7 +115,7 @@ impl CatalogNode {
     /// [`STOP_GRACE`] to finish their requests.
     pub async fn stop(self) -> Result<()> {
         let _ = self.stop.send(true);
-        let shutdown = self.catalog.shutdown().await;
+        let shutdown = self.local.shutdown().await;
         for mut task in self.tasks {
             match tokio::time::timeout(STOP_GRACE, &mut task).await {
                 Ok(Ok(())) => {}
@@ -146,7 +150,7 @@ async fn initialized_peer(
 
 /// The seed adds each peer (learner, then voter) until all are members or the node stops.
 async fn add_peers(
-    catalog: Catalog,
+    catalog: Local,
     mut pending: BTreeMap<NodeId, String>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -170,7 +174,7 @@ async fn add_peers(
     }
 }
 
-async fn serve(catalog: Catalog, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn serve(catalog: Local, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
     let raft = RaftServer::new(RaftService {
         raft: catalog.raft().clone(),
     })
@@ -179,6 +183,7 @@ async fn serve(catalog: Catalog, listener: TcpListener, mut stopped: watch::Rece
     let client_api = CatalogServer::new(CatalogService {
         catalog,
         leaders: Mutex::new(HashMap::new()),
+        stopped: stopped.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -238,9 +243,11 @@ impl RaftRpc for RaftService {
 }
 
 struct CatalogService {
-    catalog: Catalog,
+    catalog: Local,
     /// Clients of leaders this node forwarded to, by address.
     leaders: Mutex<HashMap<String, Grpc<Channel>>>,
+    /// Ends the Watch streams when the node stops.
+    stopped: watch::Receiver<bool>,
 }
 
 impl CatalogService {
@@ -308,7 +315,7 @@ impl CatalogService {
 }
 
 /// Runs one client change through the catalog API on the leader.
-async fn execute(catalog: &Catalog, request: ClientRequest) -> Result<ClientReply> {
+async fn execute(catalog: &Local, request: ClientRequest) -> Result<ClientReply> {
     Ok(match request {
         ClientRequest::AcquireLease { table, holder } => {
             ClientReply::Lease(catalog.acquire_lease(&table, &holder).await?)
@@ -336,6 +343,15 @@ async fn execute(catalog: &Catalog, request: ClientRequest) -> Result<ClientRepl
             catalog.drop_view(&name).await?;
             ClientReply::Done
         }
+        ClientRequest::SetGrant {
+            role,
+            table,
+            granted,
+        } => {
+            catalog.set_grant(&role, &table, granted).await?;
+            ClientReply::Done
+        }
+        ClientRequest::CollectGarbage => ClientReply::Removed(catalog.collect_garbage().await?),
     })
 }
 
@@ -356,6 +372,8 @@ impl CatalogRpc for CatalogService {
                 Ok(pb::WriteResponse {
                     format_version: CLIENT_FORMAT_VERSION,
                     payload: encode_json(&reply)?,
+                    // Applied here before the answer: at least the change's version.
+                    catalog_version: self.catalog.metrics().catalog_version,
                 })
             },
             |mut leader| async move {
@@ -456,5 +474,49 @@ impl CatalogRpc for CatalogService {
         _request: Request<pb::StatusRequest>,
     ) -> std::result::Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.catalog.status().into()))
+    }
+
+    type WatchStream = ReceiverStream<std::result::Result<pb::StateUpdate, Status>>;
+
+    /// Sends the whole applied state now and after every applied change (a
+    /// burst of changes may be sent once). Ends when the client goes away or
+    /// the node stops.
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> std::result::Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(stream_state(self.catalog.clone(), tx, self.stopped.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Updates a Watch stream may fall behind its client before the sender waits.
+const WATCH_BUFFER: usize = 4;
+
+async fn stream_state(
+    catalog: Local,
+    tx: mpsc::Sender<std::result::Result<pb::StateUpdate, Status>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut changes = catalog.subscribe();
+    loop {
+        changes.borrow_and_update();
+        let state = catalog.read_state(CatalogState::clone);
+        let update = encode_json(&state)
+            .map(|payload| pb::StateUpdate {
+                format_version: CLIENT_FORMAT_VERSION,
+                payload,
+                catalog_version: state.catalog_version,
+            })
+            .map_err(|e| to_status(&e));
+        if tx.send(update).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = stopped.wait_for(|stop| *stop) => return,
+            () = tx.closed() => return,
+        }
     }
 }

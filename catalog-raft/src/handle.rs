@@ -1,0 +1,172 @@
+//! [`Catalog`], the handle other crates use, over either backend: a node's
+//! own Raft log ([`Local`]: `up`, `lakehouse catalog`) or a catalog cluster
+//! reached over gRPC ([`Remote`]: `lakehouse gateway`). The call sites do not
+//! see which.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use lakehouse_common::config::CatalogConfig;
+use lakehouse_common::{Bucket, Clock};
+
+use crate::catalog::{CatalogMetrics, Local};
+use crate::error::Result;
+use crate::model::{Lease, Table, TableCommit, TableMetadata, TableVersion, View};
+use crate::remote::Remote;
+
+/// A handle to the catalog; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Local(Local),
+    Remote(Arc<Remote>),
+}
+
+impl From<Local> for Catalog {
+    fn from(local: Local) -> Self {
+        Self {
+            backend: Backend::Local(local),
+        }
+    }
+}
+
+/// Calls the same method on whichever backend the handle has.
+macro_rules! dispatch {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Local($backend) => $call,
+            Backend::Remote($backend) => $call,
+        }
+    };
+}
+
+impl Catalog {
+    /// Opens (or creates) the local Raft log under `dir`, starts a one-node Raft
+    /// and initializes it when new. When the bucket holds a manifest newer than the
+    /// local state (e.g. the local directory was wiped), restores it through the log
+    /// as a `Restore` entry. Then removes unreferenced data files.
+    pub async fn open(
+        config: &CatalogConfig,
+        dir: &Path,
+        bucket: Bucket,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Catalog> {
+        Ok(Local::open(config, dir, bucket, clock).await?.into())
+    }
+
+    /// A handle on a catalog cluster at `endpoints` (any of its nodes, as
+    /// host:port) with no local log: changes go to the leader (a follower
+    /// forwards them), reads come from a copy of the state that a node keeps
+    /// current over `Watch`. A change made through this handle is in its copy
+    /// when the call returns. Fails when no node answers within 10 s.
+    pub async fn connect(
+        endpoints: &[String],
+        bucket: Bucket,
+        config: &CatalogConfig,
+    ) -> Result<Catalog> {
+        Ok(Self {
+            backend: Backend::Remote(Arc::new(Remote::connect(endpoints, bucket, config).await?)),
+        })
+    }
+
+    /// Takes the table's writer lease for `holder`. While another live lease holds
+    /// it, waits up to `lease_wait_ms`, then fails with [`crate::Error::LeaseHeld`].
+    /// (Remote: the leader waits, with its `lease_wait_ms`.)
+    pub async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {
+        dispatch!(self, b => b.acquire_lease(table, holder).await)
+    }
+
+    /// Extends a live lease by the configured TTL.
+    pub async fn renew_lease(&self, lease: &Lease) -> Result<Lease> {
+        dispatch!(self, b => b.renew_lease(lease).await)
+    }
+
+    /// Gives the lease up. Releasing a lease that was already taken over is a no-op.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        dispatch!(self, b => b.release_lease(lease).await)
+    }
+
+    /// Commits a new table version under `lease`; returns once the manifest for the
+    /// resulting catalog state is in the bucket.
+    pub async fn commit(&self, lease: &Lease, commit: TableCommit) -> Result<TableVersion> {
+        dispatch!(self, b => b.commit(lease, commit).await)
+    }
+
+    /// Drops the lease's table (all versions). Its files become garbage.
+    pub async fn drop_table(&self, lease: &Lease) -> Result<()> {
+        dispatch!(self, b => b.drop_table(lease).await)
+    }
+
+    /// Replaces a table's metadata.
+    pub async fn update_metadata(&self, table: &str, metadata: TableMetadata) -> Result<Table> {
+        dispatch!(self, b => b.update_metadata(table, metadata).await)
+    }
+
+    /// Records `view` (name already validated by the caller's planner); with
+    /// `replace`, an existing view of that name is replaced.
+    pub async fn create_view(&self, view: View, replace: bool) -> Result<()> {
+        dispatch!(self, b => b.create_view(view, replace).await)
+    }
+
+    pub async fn drop_view(&self, name: &str) -> Result<()> {
+        dispatch!(self, b => b.drop_view(name).await)
+    }
+
+    /// GRANT (`granted`) or REVOKE SELECT on `table` to `role`, kept in the
+    /// replicated catalog so grants outlive restarts.
+    pub async fn set_grant(&self, role: &str, table: &str, granted: bool) -> Result<()> {
+        dispatch!(self, b => b.set_grant(role, table, granted).await)
+    }
+
+    /// The grants of the applied state: role → tables.
+    pub fn grants(&self) -> BTreeMap<String, BTreeSet<String>> {
+        dispatch!(self, b => b.grants())
+    }
+
+    /// All views of the applied state, sorted by name.
+    pub fn views(&self) -> Vec<View> {
+        dispatch!(self, b => b.views())
+    }
+
+    pub fn view(&self, name: &str) -> Option<View> {
+        dispatch!(self, b => b.view(name))
+    }
+
+    /// All tables of the applied state, sorted by name.
+    pub fn tables(&self) -> Vec<Table> {
+        dispatch!(self, b => b.tables())
+    }
+
+    pub fn table(&self, name: &str) -> Option<Table> {
+        dispatch!(self, b => b.table(name))
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        dispatch!(self, b => b.bucket())
+    }
+
+    /// Deletes objects under `tables/` that no version of any table references,
+    /// skipping tables whose writer lease is live. Returns how many were removed.
+    /// (Remote: carried out by the leader.)
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        dispatch!(self, b => b.collect_garbage().await)
+    }
+
+    /// Local: stops Raft and releases the local log; other clones of this handle
+    /// fail with [`crate::Error::ShutDown`] afterwards. Remote: stops following
+    /// the cluster; changes fail with `ShutDown`, reads see the last state.
+    pub async fn shutdown(&self) -> Result<()> {
+        dispatch!(self, b => b.shutdown().await)
+    }
+
+    /// Local: the node's Raft state. Remote: only `catalog_version` (of the
+    /// local copy) is known; the rest is zero or empty.
+    pub fn metrics(&self) -> CatalogMetrics {
+        dispatch!(self, b => b.metrics())
+    }
+}
