@@ -1,13 +1,19 @@
 //! The three-node Raft catalog as real processes of our binary: `lakehouse
 //! catalog` nodes on loopback port 0, joined with `lakehouse admin add-node`,
-//! the leader killed with SIGKILL while a client writes.
+//! the leader killed with SIGKILL while a client writes; a follower whose disk
+//! was wiped rejoins from a snapshot.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lakehouse_catalog_raft::{CatalogClient, NodeStatus};
+use arrow::datatypes::{DataType, Field, Schema};
+use lakehouse_catalog_raft::{
+    CatalogClient, ClientReply, ClientRequest, DataFile, NodeStatus, Sensitivity, TableCommit,
+    TableMetadata, WriteMode,
+};
+use lakehouse_common::ObjectRef;
 use lakehouse_tests::BoxError;
 
 /// Upper bound of every wait in this module.
@@ -54,6 +60,8 @@ impl Drop for Node {
 struct Cluster {
     root: tempfile::TempDir,
     binary: PathBuf,
+    /// Extra `LAKEHOUSE__...` settings for every process.
+    env: Vec<(&'static str, String)>,
 }
 
 impl Cluster {
@@ -61,7 +69,13 @@ impl Cluster {
         Ok(Self {
             root: tempfile::tempdir()?,
             binary: binary()?,
+            env: Vec::new(),
         })
+    }
+
+    fn with_env(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.env.push((key, value.into()));
+        self
     }
 
     fn command(&self) -> Command {
@@ -74,8 +88,48 @@ impl Cluster {
                 self.root.path().join("bucket"),
             )
             .env("LAKEHOUSE_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
+    }
+
+    /// The `--peers` a node was started with: the seed (node 1) none, the others the seed.
+    fn peers_of(id: u64, seed_addr: &str) -> String {
+        if id == 1 {
+            String::new()
+        } else {
+            format!("1={seed_addr}")
+        }
+    }
+
+    /// Starts nodes 1 (the seed), 2 and 3, adds 2 and 3 with `lakehouse admin
+    /// add-node` and waits until all three are voters.
+    async fn start_three(&self) -> Result<BTreeMap<u64, Node>, BoxError> {
+        let seed = self.start(1, "127.0.0.1:0", "")?;
+        let seed_addr = seed.addr.clone();
+        let mut nodes = BTreeMap::from([(1, seed)]);
+        for id in [2, 3] {
+            let peers = Self::peers_of(id, &seed_addr);
+            nodes.insert(id, self.start(id, "127.0.0.1:0", &peers)?);
+        }
+        for id in [2u64, 3] {
+            let addr = nodes[&id].addr.clone();
+            self.run(&[
+                "admin",
+                "add-node",
+                "--catalog",
+                &seed_addr,
+                "--node-id",
+                &id.to_string(),
+                "--addr",
+                &addr,
+            ])?;
+        }
+        wait_for_status(&nodes[&3].addr, "three voters", |s| {
+            s.members.len() == 3 && s.members.iter().all(|m| m.voter)
+        })
+        .await?;
+        Ok(nodes)
     }
 
     /// Starts node `id` listening on `listen` (port 0 for a fresh one) and
@@ -191,30 +245,8 @@ async fn write_leases(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_survive_the_leader_killed() -> Result<(), BoxError> {
     let cluster = Cluster::new()?;
-    let seed = cluster.start(1, "127.0.0.1:0", "")?;
-    let seed_peer = format!("1={}", seed.addr);
-    let mut nodes = BTreeMap::from([(1, seed)]);
-    for id in [2, 3] {
-        nodes.insert(id, cluster.start(id, "127.0.0.1:0", &seed_peer)?);
-    }
-    let seed_addr = nodes[&1].addr.clone();
-    for id in [2u64, 3] {
-        let addr = nodes[&id].addr.clone();
-        cluster.run(&[
-            "admin",
-            "add-node",
-            "--catalog",
-            &seed_addr,
-            "--node-id",
-            &id.to_string(),
-            "--addr",
-            &addr,
-        ])?;
-    }
-    let status = wait_for_status(&nodes[&3].addr, "three voters", |s| {
-        s.members.len() == 3 && s.members.iter().all(|m| m.voter)
-    })
-    .await?;
+    let mut nodes = cluster.start_three().await?;
+    let status = client(&[&nodes[&3]])?.status().await?;
     assert_eq!(status.leader_id, Some(1), "the seed leads a new cluster");
 
     let printed = cluster.run(&["status", "--catalog", &nodes[&2].addr])?;
@@ -279,5 +311,148 @@ async fn three_nodes_survive_the_leader_killed() -> Result<(), BoxError> {
     .await?;
     assert_eq!(caught_up.catalog_version, state.catalog_version);
     assert_eq!(caught_up.members.len(), 3);
+    Ok(())
+}
+
+fn metadata() -> TableMetadata {
+    TableMetadata {
+        owner: "cluster-test".to_string(),
+        sensitivity: Sensitivity::Internal,
+        lineage: "test -> catalog".to_string(),
+        freshness_sla: "24h".to_string(),
+        description: "a table of the wiped-node test".to_string(),
+        tags: vec!["test".to_string()],
+        metadata_incomplete: false,
+    }
+}
+
+/// Creates table `name` and appends to it under one lease: three log entries
+/// (acquire, create, append), two table versions.
+async fn write_table(client: &CatalogClient, name: &str) -> Result<(), BoxError> {
+    let lease = client.acquire_lease(name, "cluster-test").await?;
+    let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+    for (part, mode) in [(0, WriteMode::Create), (1, WriteMode::Append)] {
+        let commit = TableCommit {
+            table: name.to_string(),
+            mode,
+            schema: schema.clone(),
+            new_files: vec![DataFile {
+                object: ObjectRef::primary(format!("tables/{name}/part-{part}.parquet")),
+                size_bytes: 1_000,
+                row_count: 10,
+            }],
+            metadata: (mode == WriteMode::Create).then(metadata),
+        };
+        let request = ClientRequest::Commit {
+            lease: lease.clone(),
+            commit,
+        };
+        match client.write(&request).await? {
+            ClientReply::Version(_) => {}
+            other => return Err(format!("commit to {name}: unexpected reply {other:?}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// A follower is killed and its data directory deleted while the leader's log
+/// is purged behind snapshots; started again with the same id, address and
+/// peers, it receives a snapshot, catches up, and holds the leader's state: it
+/// is then made the only node able to lead and answers a linearizable read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_follower_rejoins_from_a_snapshot() -> Result<(), BoxError> {
+    // Snapshots every 20 entries: the leader purges its log long before the
+    // wiped node comes back, so only a snapshot can bring it up to date.
+    let cluster = Cluster::new()?.with_env("LAKEHOUSE__CATALOG__SNAPSHOT_EVERY_ENTRIES", "20");
+    let mut nodes = cluster.start_three().await?;
+    let seed_addr = nodes[&1].addr.clone();
+    let all: Vec<&Node> = nodes.values().collect();
+    let writer = client(&all)?;
+    // 40 tables x 3 entries.
+    for i in 0..40 {
+        write_table(&writer, &format!("t{i:03}")).await?;
+    }
+    let leader = writer.status().await?.leader_id.ok_or("no leader")?;
+    // Not the seed: a wiped seed started again bootstraps a cluster of its own.
+    let wiped_id = nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != leader && *id != 1)
+        .max()
+        .ok_or("no follower other than the seed")?;
+    let other_id = nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader && *id != wiped_id)
+        .ok_or("no third node")?;
+
+    let mut wiped = nodes.remove(&wiped_id).ok_or("wiped node is not ours")?;
+    wiped.child.kill()?;
+    wiped.child.wait()?;
+    std::fs::remove_dir_all(&wiped.data_dir)?;
+    // The cluster goes on without it: 10 tables x 3 entries more.
+    for i in 40..50 {
+        write_table(&writer, &format!("t{i:03}")).await?;
+    }
+    let leader_status = client(&[&nodes[&leader]])?.status().await?;
+    let purged_to = leader_status
+        .snapshot_index
+        .ok_or("the leader has not built a snapshot")?;
+    assert!(purged_to > 100, "leader snapshot at {purged_to}");
+    let (before, read_index) = writer.state().await?;
+
+    let restarted_at = Instant::now();
+    let peers = Cluster::peers_of(wiped_id, &seed_addr);
+    let rejoined = cluster.start(wiped_id, &wiped.addr, &peers)?;
+    drop(wiped);
+    let caught_up = wait_for_status(&rejoined.addr, "catch-up", |s| {
+        s.last_applied_index.is_some_and(|i| i >= read_index)
+            && s.catalog_version == before.catalog_version
+    })
+    .await?;
+    let catch_up = restarted_at.elapsed();
+    // From the same leader in the same term: the leader survives a follower
+    // whose log went backwards (openraft's `loosen-follower-log-revert`).
+    assert_eq!(caught_up.leader_id, Some(leader), "{caught_up:?}");
+    assert_eq!(caught_up.current_term, leader_status.current_term);
+    assert!(caught_up.snapshot_index.is_some(), "{caught_up:?}");
+    assert_eq!(caught_up.members.len(), 3);
+    let log = std::fs::read_to_string(rejoined.data_dir.join("stderr.log"))?;
+    assert!(
+        log.contains("installed a catalog snapshot from the leader"),
+        "the rejoined node did not install a snapshot:\n{log}"
+    );
+    eprintln!(
+        "wiped node {wiped_id} caught up to index {read_index} (leader snapshot at {purged_to}) in {catch_up:?}"
+    );
+
+    // Its state is the leader's: stop the third node and commit once more (the
+    // quorum is now the leader and the rejoined node), then kill the leader and
+    // bring the third node back. Its log lacks that commit, so only the rejoined
+    // node can win the election, and a linearizable read is served from its state.
+    let mut other = nodes.remove(&other_id).ok_or("third node is not ours")?;
+    other.child.kill()?;
+    other.child.wait()?;
+    write_table(&writer, "after_rejoin").await?;
+    let (expected, _) = writer.state().await?;
+    assert!(expected.tables.contains_key("after_rejoin"));
+    let mut old_leader = nodes.remove(&leader).ok_or("leader is not ours")?;
+    old_leader.child.kill()?;
+    old_leader.child.wait()?;
+    let other_peers = Cluster::peers_of(other_id, &seed_addr);
+    let other = {
+        let restarted = cluster.start(other_id, &other.addr, &other_peers)?;
+        drop(other);
+        restarted
+    };
+    wait_for_status(&rejoined.addr, "the rejoined node leads", |s| {
+        s.leader_id == Some(wiped_id)
+    })
+    .await?;
+    let (state, _) = client(&[&rejoined])?.state().await?;
+    assert_eq!(state.tables.len(), 51);
+    assert!(state.tables.values().all(|t| t.versions.len() == 2));
+    assert_eq!(state, expected);
+    drop(other);
     Ok(())
 }
