@@ -21,7 +21,7 @@ mod running_tasks;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,7 @@ pub struct ExecutorHandle {
     grpc_addr: SocketAddr,
     concurrent_tasks: usize,
     running_tasks: Arc<AtomicUsize>,
+    completed_tasks: Arc<AtomicU64>,
     stop: oneshot::Sender<()>,
     supervisor: JoinHandle<()>,
 }
@@ -198,6 +199,13 @@ impl ExecutorHandle {
     pub fn active_tasks_reader(&self) -> impl Fn() -> usize + Clone + Send + Sync + 'static {
         let running = Arc::clone(&self.running_tasks);
         move || running.load(Ordering::Acquire)
+    }
+
+    /// A reader of how many tasks this executor has run to completion since
+    /// it started (failed and cancelled ones are not counted).
+    pub fn completed_tasks_reader(&self) -> impl Fn() -> u64 + Clone + Send + Sync + 'static {
+        let completed = Arc::clone(&self.completed_tasks);
+        move || completed.load(Ordering::Relaxed)
     }
 
     /// True once the executor has stopped, e.g. because the scheduler told it to.
@@ -295,11 +303,13 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         SESSION_RUNTIME_CACHE,
     ));
     let running_tasks = Arc::new(AtomicUsize::new(0));
+    let completed_tasks = Arc::new(AtomicU64::new(0));
     let engine = Arc::new(CountingEngine::new(
         Arc::new(DefaultExecutionEngine::with_client_pool(Arc::new(
             pool::FlightClientPool::new(CLIENT_IDLE_TIMEOUT),
         ))),
         Arc::clone(&running_tasks),
+        Arc::clone(&completed_tasks),
     ));
     let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::new(
         opts.logical_codec
@@ -414,6 +424,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         grpc_addr,
         concurrent_tasks,
         running_tasks,
+        completed_tasks,
         stop,
         supervisor,
     })

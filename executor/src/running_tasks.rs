@@ -2,10 +2,11 @@
 //! moment it is cancelled (its abort handle is removed), but the task's future
 //! keeps its core — and the scheduler keeps its slot — until it next yields
 //! and is dropped. Metrics and tests that ask "are the slots free again?"
-//! need this count, not Ballista's.
+//! need this count, not Ballista's. Tasks that finish well are counted too:
+//! a per-executor total that tests and operators can read.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ballista_core::serde::protobuf::ShuffleWritePartition;
@@ -21,11 +22,20 @@ use datafusion::prelude::SessionConfig;
 pub(crate) struct CountingEngine {
     inner: Arc<dyn ExecutionEngine>,
     running: Arc<AtomicUsize>,
+    completed: Arc<AtomicU64>,
 }
 
 impl CountingEngine {
-    pub(crate) fn new(inner: Arc<dyn ExecutionEngine>, running: Arc<AtomicUsize>) -> Self {
-        Self { inner, running }
+    pub(crate) fn new(
+        inner: Arc<dyn ExecutionEngine>,
+        running: Arc<AtomicUsize>,
+        completed: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            inner,
+            running,
+            completed,
+        }
     }
 }
 
@@ -50,6 +60,7 @@ impl ExecutionEngine for CountingEngine {
         Ok(Arc::new(CountedStage {
             inner,
             running: Arc::clone(&self.running),
+            completed: Arc::clone(&self.completed),
         }))
     }
 }
@@ -58,6 +69,7 @@ impl ExecutionEngine for CountingEngine {
 struct CountedStage {
     inner: Arc<dyn QueryStageExecutor>,
     running: Arc<AtomicUsize>,
+    completed: Arc<AtomicU64>,
 }
 
 impl fmt::Display for CountedStage {
@@ -75,9 +87,14 @@ impl QueryStageExecutor for CountedStage {
     ) -> Result<Vec<ShuffleWritePartition>> {
         // Lives as long as the task's future: to completion, or until an abort drops it.
         let _running = Running::start(&self.running);
-        self.inner
+        let result = self
+            .inner
             .execute_query_stage(input_partition, context)
-            .await
+            .await;
+        if result.is_ok() {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     fn collect_plan_metrics(&self) -> Vec<MetricsSet> {

@@ -46,6 +46,89 @@ enum Command {
     Admin(AdminCommand),
     /// Show the catalog cluster: members, leader, term, applied index and lag per node.
     Status(StatusArgs),
+    /// Run the Ballista scheduler alone (gRPC, port 50050).
+    Scheduler(SchedulerArgs),
+    /// Run one executor, registered with scheduler.endpoint (gRPC 50051, Flight 50052).
+    Executor(ExecutorArgs),
+    /// Run Flight SQL (3101) and HTTP (3100) over a remote catalog cluster
+    /// (catalog.peers) and scheduler (scheduler.endpoint).
+    Gateway(GatewayArgs),
+}
+
+/// Flags every server role has.
+#[derive(Debug, Args)]
+struct RoleArgs {
+    /// Root of local state (overrides node.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When ready, write the bound addresses here as JSON (for port 0).
+    #[arg(long, value_name = "PATH")]
+    listen_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct SchedulerArgs {
+    /// gRPC address to listen on (overrides scheduler.addr).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    role: RoleArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExecutorArgs {
+    /// host:port of the scheduler (overrides scheduler.endpoint).
+    #[arg(long, value_name = "HOST:PORT")]
+    scheduler: Option<String>,
+    /// Flight port (overrides the port of executor.flight_addr; 0 picks a free one).
+    #[arg(long)]
+    flight_port: Option<u16>,
+    /// Task-launch gRPC port (overrides the port of executor.addr; 0 picks a free one).
+    #[arg(long)]
+    grpc_port: Option<u16>,
+    /// Host the scheduler and other executors reach this one at (overrides executor.advertise_host).
+    #[arg(long, value_name = "HOST")]
+    advertise_host: Option<String>,
+    /// Shuffle files (overrides executor.work_dir); several executors on one host need their own.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    role: RoleArgs,
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// The catalog nodes as ID=HOST:PORT,... (overrides catalog.peers).
+    #[arg(long, value_delimiter = ',', value_name = "ID=HOST:PORT")]
+    catalog_peers: Option<Vec<String>>,
+    /// host:port of the scheduler (overrides scheduler.endpoint).
+    #[arg(long, value_name = "HOST:PORT")]
+    scheduler: Option<String>,
+    /// HTTP API address (overrides gateway.http_addr).
+    #[arg(long, value_name = "ADDR")]
+    http_addr: Option<std::net::SocketAddr>,
+    /// Flight SQL address (overrides flight_sql.addr).
+    #[arg(long, value_name = "ADDR")]
+    flight_sql_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    role: RoleArgs,
+}
+
+impl RoleArgs {
+    /// Loads the config with these flags applied.
+    fn config(
+        &self,
+        path: Option<&Path>,
+        apply: impl FnOnce(&mut Config),
+    ) -> Result<Config, BoxError> {
+        let mut config = Config::load(path)?;
+        if let Some(dir) = &self.data_dir {
+            config.node.data_dir = dir.clone();
+        }
+        apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +379,52 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Status(args) => {
             let config = Config::load(cli.config.as_deref())?;
             crate::catalog::status(&args.catalog.endpoints, &config).await
+        }
+        Command::Scheduler(args) => {
+            let config = args.role.config(cli.config.as_deref(), |c| {
+                if let Some(addr) = args.listen {
+                    c.scheduler.addr = addr;
+                }
+            })?;
+            crate::roles::run_scheduler(config, args.role.listen_file).await
+        }
+        Command::Executor(args) => {
+            let config = args.role.config(cli.config.as_deref(), |c| {
+                let e = &mut c.executor;
+                if let Some(port) = args.flight_port {
+                    e.flight_addr.set_port(port);
+                }
+                if let Some(port) = args.grpc_port {
+                    e.addr.set_port(port);
+                }
+                if let Some(host) = args.advertise_host {
+                    e.advertise_host = host;
+                }
+                if let Some(dir) = args.work_dir {
+                    e.work_dir = dir.display().to_string();
+                }
+                if let Some(endpoint) = args.scheduler {
+                    c.scheduler.endpoint = endpoint;
+                }
+            })?;
+            crate::roles::run_executor(config, args.role.listen_file).await
+        }
+        Command::Gateway(args) => {
+            let config = args.role.config(cli.config.as_deref(), |c| {
+                if let Some(peers) = args.catalog_peers {
+                    c.catalog.peers = peers;
+                }
+                if let Some(endpoint) = args.scheduler {
+                    c.scheduler.endpoint = endpoint;
+                }
+                if let Some(addr) = args.http_addr {
+                    c.gateway.http_addr = addr;
+                }
+                if let Some(addr) = args.flight_sql_addr {
+                    c.flight_sql.addr = addr;
+                }
+            })?;
+            crate::roles::run_gateway(config, args.role.listen_file).await
         }
     }
 }

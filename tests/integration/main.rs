@@ -3,4 +3,5 @@
 mod ballista;
 mod cluster;
 mod embeddings;
+mod roles;
 mod up;

@@ -75,3 +75,25 @@ pub async fn ingest_example(
         .ingest(&example(file), table, &params, Arc::new(|_| {}))
         .await?)
 }
+
+/// `LAKEHOUSE_BIN`, else the `lakehouse` binary of the target dir this test
+/// binary was built in (target/debug/deps/integration-<hash> → target/debug/lakehouse).
+pub fn lakehouse_binary() -> Result<PathBuf, BoxError> {
+    if let Some(path) = std::env::var_os("LAKEHOUSE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("lakehouse"))
+        .ok_or("no target directory above the test binary")?;
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo build -p lakehouse` first or set LAKEHOUSE_BIN",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
