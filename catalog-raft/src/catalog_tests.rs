@@ -790,3 +790,65 @@ async fn remote_handle_reads_its_writes_and_follows_other_writers() {
     ));
     node.stop().await.unwrap();
 }
+
+/// A node with an empty log (a new one, or one whose disk was wiped) refuses
+/// to vote, so it cannot help elect a candidate that lacks committed entries;
+/// a node with a log leaves the decision to Raft.
+#[tokio::test]
+async fn node_with_an_empty_log_grants_no_vote() {
+    use openraft::network::RPCOption;
+    use openraft::raft::VoteRequest;
+    use openraft::{BasicNode, CommittedLeaderId, LogId, RaftNetwork, RaftNetworkFactory, Vote};
+
+    async fn start(env: &Env) -> crate::CatalogNode {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        crate::CatalogNode::start(
+            &env.config,
+            &env.log_dir,
+            env.bucket(),
+            env.clock.clone(),
+            listener,
+        )
+        .await
+        .unwrap()
+    }
+    // Candidate 3 at term 5, its log ahead of anything either node has.
+    async fn ask(node: &crate::CatalogNode) -> Result<bool, String> {
+        let mut candidate = crate::NetworkFactory::new(3, std::time::Duration::from_secs(1))
+            .new_client(
+                node.catalog.metrics().node_id,
+                &BasicNode::new(node.addr.to_string()),
+            )
+            .await;
+        let request = VoteRequest::new(
+            Vote::new(5, 3),
+            Some(LogId::new(CommittedLeaderId::new(4, 3), 10)),
+        );
+        let option = RPCOption::new(std::time::Duration::from_secs(2));
+        match candidate.vote(request, option).await {
+            Ok(answer) => Ok(answer.vote_granted),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    // Node 2 of a cluster seeded by node 1 (not running): no log, waits to be added.
+    let mut empty = Env::new();
+    empty.config.node_id = 2;
+    empty.config.peers = vec!["1=127.0.0.1:1".to_string()];
+    let empty = start(&empty).await;
+    let refused = ask(&empty).await.unwrap_err();
+    assert!(refused.contains("empty log"), "{refused}");
+
+    // A seed bootstraps its one-node cluster: it has a log.
+    let seeded = start(&Env::new()).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while seeded.catalog.metrics().last_log_index.is_none() {
+        assert!(Instant::now() < deadline, "the seed has no log after 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Raft itself answers (a refusal here: a leader with a live lease keeps it).
+    let answer = ask(&seeded).await;
+    assert!(answer.is_ok(), "{answer:?}");
+    empty.stop().await.unwrap();
+    seeded.stop().await.unwrap();
+}

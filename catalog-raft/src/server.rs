@@ -18,6 +18,7 @@ use lakehouse_proto::catalog::catalog_server::{Catalog as CatalogRpc, CatalogSer
 use lakehouse_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use lakehouse_proto::raft::RaftMessage;
 use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::VoteRequest;
 use openraft::Raft;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -223,11 +224,25 @@ impl RaftRpc for RaftService {
         reply(&self.raft.append_entries(rpc).await)
     }
 
+    /// A node with an empty log (new, or its disk wiped) grants no vote until a
+    /// leader has given it a snapshot or entries: the entries it acknowledged
+    /// before a wipe are gone, so its vote could elect a candidate that lacks
+    /// committed entries (and it may have voted in this term already). A new
+    /// node loses nothing by this: it joins as a learner and catches up first.
     async fn vote(
         &self,
         request: Request<RaftMessage>,
     ) -> std::result::Result<Response<RaftMessage>, Status> {
-        let rpc = decode(request.get_ref()).map_err(Status::invalid_argument)?;
+        let rpc: VoteRequest<NodeId> =
+            decode(request.get_ref()).map_err(Status::invalid_argument)?;
+        let empty = self.raft.metrics().borrow().last_log_index.is_none();
+        if empty {
+            tracing::info!(candidate = %rpc.vote, "no vote: this node's log is empty until a leader catches it up");
+            return Err(Status::unavailable(
+                "this catalog node has an empty log (new, or its disk was wiped); \
+                 it votes once a leader has caught it up",
+            ));
+        }
         reply(&self.raft.vote(rpc).await)
     }
 
