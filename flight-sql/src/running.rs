@@ -85,21 +85,23 @@ impl RunningQueries {
 
     /// Cancels the running query of `ticket`, or — when `not_started` says the
     /// ticket is known but its DoGet has not come — refuses that DoGet.
+    /// A statement started ahead of its DoGet is both: its job is stopped and its DoGet refused.
     pub(crate) async fn cancel(&self, ticket: &[u8], not_started: bool) -> Option<Cancelled> {
-        let running = lock(&self.inner).running.get(ticket).cloned();
+        let running = {
+            let mut inner = lock(&self.inner);
+            if not_started {
+                if inner.precancelled.len() >= MAX_PRECANCELLED {
+                    inner.precancelled.clear();
+                }
+                inner.precancelled.insert(ticket.to_vec());
+            }
+            inner.running.get(ticket).cloned()
+        };
         if let Some(query) = running {
             query.cancel().await;
             return Some(Cancelled::Running);
         }
-        if !not_started {
-            return None;
-        }
-        let mut inner = lock(&self.inner);
-        if inner.precancelled.len() >= MAX_PRECANCELLED {
-            inner.precancelled.clear();
-        }
-        inner.precancelled.insert(ticket.to_vec());
-        Some(Cancelled::BeforeStart)
+        not_started.then_some(Cancelled::BeforeStart)
     }
 
     #[cfg(test)]

@@ -38,8 +38,9 @@ use lakehouse_ingest::TableWriter;
 use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
 use lakehouse_scheduler::RemoteQueryExec;
 use prost::Message;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::instrument;
+use tracing::{instrument, Instrument};
 
 use crate::auth::Auth;
 use crate::error::{from_datafusion, from_query, invalid, status};
@@ -63,7 +64,7 @@ pub struct LakehouseFlightSql {
     engine: QueryEngine,
     catalog: Catalog,
     prepared: PreparedStatements,
-    planned: PlannedStatements,
+    planned: PlannedStatements<Started>,
     running: RunningQueries,
     sessions: Sessions,
     auth: Arc<Auth>,
@@ -155,6 +156,19 @@ impl LakehouseFlightSql {
         }
     }
 
+    /// The statement planned once per row of bound parameters (once without them).
+    async fn plan_rows(&self, prepared: &Prepared) -> Result<Vec<DataFrame>, Status> {
+        let rows: Vec<Option<usize>> = match &prepared.parameters {
+            Some(p) if p.num_rows() > 0 => (0..p.num_rows()).map(Some).collect(),
+            _ => vec![None],
+        };
+        let mut frames = Vec::with_capacity(rows.len());
+        for row in rows {
+            frames.push(self.plan_bound(prepared, row).await?);
+        }
+        Ok(frames)
+    }
+
     /// Streams the results of `frames`, one job after another, as the DoGet of
     /// `ticket`: a CancelFlightInfo naming the ticket stops them, and a client
     /// that goes away cancels the running job (the stream is dropped).
@@ -165,16 +179,50 @@ impl LakehouseFlightSql {
         frames: Vec<DataFrame>,
     ) -> Result<Response<DoGetStream>, Status> {
         let guard = self.running.begin(&ticket.ticket).ok_or_else(cancelled)?;
-        let query = Arc::clone(guard.query());
-        let batches = stream::iter(frames)
-            .then(move |frame| execute(frame, Arc::clone(&query)))
-            .try_flatten()
-            .map(move |batch| {
-                // The stream owns the guard: the query is registered while it is read.
-                let _ = &guard;
-                batch
-            });
+        let batches = execute_all(frames, Arc::clone(guard.query())).map(move |batch| {
+            // The stream owns the guard: the query is registered while it is read.
+            let _ = &guard;
+            batch
+        });
         Ok(encode(schema, Box::pin(batches)))
+    }
+
+    /// Runs `frames` in the background as the query of `ticket`, their batches
+    /// going to `sender`: the job starts before the client's DoGet comes. A
+    /// receiver that goes away (DoGet ended, statement cancelled or expired)
+    /// drops the stream, which cancels the job.
+    fn start(
+        &self,
+        ticket: &[u8],
+        frames: Vec<DataFrame>,
+        sender: mpsc::Sender<Result<RecordBatch, Status>>,
+    ) {
+        let Some(guard) = self.running.begin(ticket) else {
+            // The channel is new and empty: the error always fits.
+            let _ = sender.try_send(Err(cancelled()));
+            return;
+        };
+        let batches = execute_all(frames, Arc::clone(guard.query()));
+        let run = async move {
+            let mut batches = std::pin::pin!(batches);
+            loop {
+                let batch = tokio::select! {
+                    batch = batches.next() => batch,
+                    () = sender.closed() => return,
+                };
+                match batch {
+                    Some(batch) => {
+                        if sender.send(batch).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            // Registered until the last batch is handed over.
+            drop(guard);
+        };
+        tokio::spawn(run.instrument(tracing::Span::current()));
     }
 
     /// The result schema of `sql`, planned but not run (GetSchema).
@@ -249,6 +297,38 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
         _ if query.is_cancelled() => Err(cancelled()),
         batch => batch.map_err(from_datafusion),
     })))
+}
+
+/// A statement started by GetFlightInfo: its result schema and its batches as they come.
+pub(crate) struct Started {
+    schema: SchemaRef,
+    batches: mpsc::Receiver<Result<RecordBatch, Status>>,
+}
+
+impl Started {
+    /// The DoGet that streams the batches; dropping it cancels the job.
+    fn into_response(self) -> Response<DoGetStream> {
+        let mut batches = self.batches;
+        let batches = stream::poll_fn(move |cx| batches.poll_recv(cx));
+        encode(self.schema, Box::pin(batches))
+    }
+}
+
+fn frames_schema(frames: &[DataFrame]) -> SchemaRef {
+    frames
+        .first()
+        .map(frame_schema)
+        .unwrap_or_else(|| Arc::new(Schema::empty()))
+}
+
+/// Runs `frames` one after another as the jobs of `query`.
+fn execute_all(
+    frames: Vec<DataFrame>,
+    query: Arc<Query>,
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send {
+    stream::iter(frames)
+        .then(move |frame| execute(frame, Arc::clone(&query)))
+        .try_flatten()
 }
 
 fn frame_schema(frame: &DataFrame) -> SchemaRef {
@@ -393,14 +473,18 @@ impl FlightSqlService for LakehouseFlightSql {
         }
         let frame = self.plan(&number_placeholders(&query.query)).await?;
         let schema = frame_schema(&frame);
-        let ticket = TicketStatementQuery {
-            statement_handle: self.planned.insert(&query.query, frame).into(),
+        let (sender, batches) = mpsc::channel(1);
+        let started = Started {
+            schema: Arc::clone(&schema),
+            batches,
         };
-        flight_info(
-            &schema,
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        let ticket = TicketStatementQuery {
+            statement_handle: self.planned.insert(&query.query, started).into(),
+        }
+        .as_any()
+        .encode_to_vec();
+        self.start(&ticket, vec![frame], sender);
+        flight_info(&schema, ticket, request.into_inner())
     }
 
     async fn do_get_statement(
@@ -412,7 +496,7 @@ impl FlightSqlService for LakehouseFlightSql {
             return encode_batch(Ok(result?));
         }
         let frame = match self.planned.take(&ticket.statement_handle) {
-            Ok(frame) => frame,
+            Ok(started) => return Ok(started.into_response()),
             Err(Some(sql)) => self.plan(&number_placeholders(&sql)).await?,
             Err(None) => return Err(invalid("statement ticket is malformed")),
         };
@@ -448,6 +532,8 @@ impl FlightSqlService for LakehouseFlightSql {
     ) -> Result<(), Status> {
         // Closing twice is harmless; using a closed handle is an error.
         self.prepared.remove(&query.prepared_statement_handle);
+        // A run whose DoGet never came is cancelled with it.
+        self.planned.forget(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -539,6 +625,8 @@ impl FlightSqlService for LakehouseFlightSql {
         };
         let parameters = concat_batches(&first.schema(), &batches)
             .map_err(|e| invalid(format!("bound parameters: {e}")))?;
+        // New parameters: a run started with the old ones is not what the next DoGet wants.
+        self.planned.forget(&handle);
         self.prepared.bind(&handle, prepared.conform(parameters)?);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),
@@ -584,13 +672,21 @@ impl FlightSqlService for LakehouseFlightSql {
                 )
                 .await;
         }
-        let row = prepared.parameters.as_ref().map(|_| 0);
-        let frame = self.plan_bound(&prepared, row).await?;
-        flight_info(
-            &frame_schema(&frame),
-            cmd.as_any().encode_to_vec(),
-            request.into_inner(),
-        )
+        let frames = self.plan_rows(&prepared).await?;
+        let schema = frames_schema(&frames);
+        let ticket = cmd.as_any().encode_to_vec();
+        let (sender, batches) = mpsc::channel(1);
+        let started = Started {
+            schema: Arc::clone(&schema),
+            batches,
+        };
+        if self
+            .planned
+            .insert_prepared(&cmd.prepared_statement_handle, started)
+        {
+            self.start(&ticket, frames, sender);
+        }
+        flight_info(&schema, ticket, request.into_inner())
     }
 
     /// Every row of bound parameters runs the statement once; results follow one another.
@@ -606,19 +702,12 @@ impl FlightSqlService for LakehouseFlightSql {
                 "a prepared write runs on GetFlightInfo or as an update, not on DoGet",
             ));
         }
-        let rows: Vec<Option<usize>> = match &prepared.parameters {
-            Some(p) if p.num_rows() > 0 => (0..p.num_rows()).map(Some).collect(),
-            _ => vec![None],
-        };
-        let mut frames = Vec::with_capacity(rows.len());
-        for row in rows {
-            frames.push(self.plan_bound(&prepared, row).await?);
+        // Started by its GetFlightInfo, unless that ran on another server.
+        if let Ok(started) = self.planned.take(&cmd.prepared_statement_handle) {
+            return Ok(started.into_response());
         }
-        let schema = frames
-            .first()
-            .map(frame_schema)
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
-        self.run(request.get_ref(), schema, frames)
+        let frames = self.plan_rows(&prepared).await?;
+        self.run(request.get_ref(), frames_schema(&frames), frames)
     }
 
     async fn get_flight_info_catalogs(
