@@ -291,6 +291,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
             })
         }
     };
+    let base_producer = share_metadata_cache(base_producer)?;
     let pool_policy = memory_pool_policy(opts.memory_pool_bytes, concurrent_tasks)?;
     let runtime_producer: RuntimeProducer = {
         let base = Arc::clone(&base_producer);
@@ -480,6 +481,24 @@ fn free_port(host: &str) -> Result<u16> {
 
 /// Per-task spillable memory pools carved out of `total` (Ballista's policy,
 /// private in its crate); without a total the base env is used unchanged.
+/// Makes every runtime of `base` share one Parquet metadata cache. Ballista
+/// decodes each task's plan with a runtime of its own, and the decoded scans
+/// cache footers and page indexes in that runtime: with a fresh cache per task,
+/// every task read its files' metadata again (0.8-1.5 ms of a point query on a
+/// 1M-row file, which in-process DataFusion takes from its cache).
+fn share_metadata_cache(base: RuntimeProducer) -> Result<RuntimeProducer> {
+    let owner = base(&datafusion::prelude::SessionConfig::new())
+        .map_err(|e| Error::Runtime(BallistaError::from(e)))?;
+    let metadata_cache = owner.cache_manager.get_file_metadata_cache();
+    Ok(Arc::new(move |config| {
+        let mut runtime = RuntimeEnvBuilder::from_runtime_env(base(config)?.as_ref());
+        runtime.cache_manager = runtime
+            .cache_manager
+            .with_file_metadata_cache(Some(Arc::clone(&metadata_cache)));
+        runtime.build_arc()
+    }))
+}
+
 fn memory_pool_policy(total: Option<u64>, slots: usize) -> Result<MemoryPoolPolicy> {
     let Some(total) = total else {
         return Ok(Arc::new(|base, _| Ok(base)));
@@ -666,6 +685,19 @@ mod tests {
     use datafusion::execution::memory_pool::MemoryLimit;
     use datafusion::execution::runtime_env::RuntimeEnv;
     use datafusion::prelude::SessionConfig;
+
+    #[test]
+    fn every_runtime_shares_one_parquet_metadata_cache() {
+        let fresh: RuntimeProducer = Arc::new(|_| Ok(Arc::new(RuntimeEnv::default())));
+        let shared = share_metadata_cache(fresh).unwrap();
+        let config = SessionConfig::new();
+        let (a, b) = (shared(&config).unwrap(), shared(&config).unwrap());
+        assert!(!Arc::ptr_eq(&a, &b), "still a runtime per task");
+        assert!(Arc::ptr_eq(
+            &a.cache_manager.get_file_metadata_cache(),
+            &b.cache_manager.get_file_metadata_cache()
+        ));
+    }
 
     #[test]
     fn memory_pool_is_split_per_task_slot() {
