@@ -93,7 +93,13 @@ fn or_dash(value: Option<u64>) -> String {
 
 pub(crate) async fn status(endpoints: &[String], config: &Config) -> Result<(), BoxError> {
     let connect = Duration::from_millis(config.catalog.connect_timeout_ms);
-    let cluster = client(endpoints, config)?.cluster_status(connect).await?;
+    let cluster = match client(endpoints, config)?.cluster_status(connect).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            println!("catalog: unreachable at {}: {e}", endpoints.join(","));
+            return Err("the catalog cluster is unreachable".into());
+        }
+    };
     match &cluster.leader {
         Some(leader) => println!(
             "catalog: leader node {}, term {}, catalog version {}",

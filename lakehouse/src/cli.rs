@@ -44,7 +44,8 @@ enum Command {
     /// Change the catalog cluster's membership.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Show the catalog cluster: members, leader, term, applied index and lag per node.
+    /// Show the cluster: the catalog's members, leader, term, applied index and
+    /// lag per node; the scheduler's jobs; the executors and their task slots.
     Status(StatusArgs),
     /// Run the Ballista scheduler alone (gRPC, port 50050).
     Scheduler(SchedulerArgs),
@@ -193,6 +194,9 @@ enum AdminCommand {
 struct StatusArgs {
     #[command(flatten)]
     catalog: CatalogEndpoints,
+    /// host:port of the scheduler (default: scheduler.endpoint, else scheduler.addr).
+    #[arg(long, env = "LAKEHOUSE_SCHEDULER", value_name = "HOST:PORT")]
+    scheduler: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,7 +382,19 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         }
         Command::Status(args) => {
             let config = Config::load(cli.config.as_deref())?;
-            crate::catalog::status(&args.catalog.endpoints, &config).await
+            // Both parts print whatever they reach; either one unreachable
+            // fails the command, so scripts and probes see a cluster that
+            // cannot answer queries.
+            let catalog = crate::catalog::status(&args.catalog.endpoints, &config).await;
+            let endpoint = args
+                .scheduler
+                .unwrap_or_else(|| config.scheduler_endpoint());
+            let scheduler = crate::status::scheduler(&endpoint).await;
+            match (catalog, scheduler) {
+                (Err(c), Err(s)) => Err(format!("{c}; {s}").into()),
+                (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+                (Ok(()), Ok(())) => Ok(()),
+            }
         }
         Command::Scheduler(args) => {
             let config = args.role.config(cli.config.as_deref(), |c| {

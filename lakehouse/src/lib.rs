@@ -4,4 +4,5 @@
 mod catalog;
 pub mod cli;
 mod roles;
+mod status;
 pub mod up;

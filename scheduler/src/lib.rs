@@ -4,6 +4,7 @@
 //! served by tonic with TCP_NODELAY on our own listener (port 0 works), with
 //! a job counter and a job timeout installed. [`remote_context`] gives a
 //! `SessionContext` whose queries run as jobs on it, reusing connections.
+//! [`scheduler_status`] asks a running scheduler for its jobs and executors.
 
 mod client;
 mod error;
@@ -13,6 +14,7 @@ mod job;
 mod metrics;
 mod result_partitions;
 mod server;
+mod status;
 
 pub use client::{
     ballista_session_config, cancel_remote_job, remote_context, remote_context_with_pool,
@@ -21,5 +23,9 @@ pub use client::{
 pub use error::{Error, Result};
 pub use in_process::LocalExecutor;
 pub use job::JobHandle;
+pub use lakehouse_proto::scheduler::{
+    Executor as ExecutorStatus, StatusResponse as SchedulerStatus,
+};
 pub use metrics::JobCounts;
 pub use server::{start, SchedulerHandle, SchedulerOptions};
+pub use status::scheduler_status;

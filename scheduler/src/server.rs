@@ -33,6 +33,7 @@ use crate::grpc::AnnouncingScheduler;
 use crate::in_process::{Listing, Server};
 use crate::metrics::{JobCounter, JobCounts};
 use crate::result_partitions::KeepResultPartitions;
+use crate::status::StatusService;
 
 /// How long `shutdown` waits for open connections (executors, clients) to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -255,6 +256,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     let serve = tokio::spawn(
         create_grpc_server(&server_config)
             .add_service(health_service)
+            .add_service(StatusService::new(server.clone(), Arc::clone(&counter)))
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, async move {
                 // Err: the handle was dropped, which also means stop.

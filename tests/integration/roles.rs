@@ -3,7 +3,8 @@
 //! `lakehouse executor` and `lakehouse gateway`. A CSV goes in through the
 //! gateway's HTTP ingest, a GROUP BY comes back over Flight SQL with its tasks
 //! run on both executors (each executor's listen file counts the tasks it
-//! completed), and `lakehouse status` prints the catalog cluster.
+//! completed), and `lakehouse status` prints the catalog cluster, the
+//! scheduler and both executors with their task slots.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -325,12 +326,38 @@ async fn separate_roles_answer_sql_with_tasks_on_both_executors() -> Result<(), 
         std::thread::sleep(POLL);
     }
 
-    let status = cluster.run(&["status", "--catalog", &catalog_addrs.join(",")])?;
+    let status = cluster.run(&[
+        "status",
+        "--catalog",
+        &catalog_addrs.join(","),
+        "--scheduler",
+        &scheduler_addr,
+    ])?;
     assert!(status.contains("leader node 1"), "{status}");
     for addr in &catalog_addrs {
         assert!(status.contains(addr.as_str()), "{status}");
     }
     assert_eq!(status.matches("voter").count(), 3, "{status}");
+    assert!(
+        status.contains(&format!("scheduler: {scheduler_addr}, serving")),
+        "{status}"
+    );
+    // Each executor on its own line, with its Flight address and one task slot.
+    for executor in &mut executors {
+        let listen = executor.listening("executor_id")?;
+        let (id, flight) = (&listen["executor_id"], &listen["flight"]);
+        let (Some(id), Some(flight)) = (id.as_str(), flight.as_str()) else {
+            return Err(format!("executor listen file without id or flight: {listen}").into());
+        };
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(id))
+            .ok_or_else(|| format!("executor {id} missing from status:\n{status}"))?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.get(1), Some(&flight), "{line}");
+        assert_eq!(fields.get(3), Some(&"1"), "task slots: {line}");
+        assert_eq!(fields.get(4), Some(&"active"), "{line}");
+    }
     println!("{status}");
     drop_in_order(gateway, executors, scheduler, nodes);
     Ok(())
