@@ -454,6 +454,153 @@ class LakehouseServer:
 
 
 # --------------------------------------------------------------------------------------
+# A cluster of separate role processes
+
+
+class RoleProcess:
+    """One `lakehouse <role>` process with `--data-dir` and `--listen-file` of its own."""
+
+    def __init__(self, binary: Path, base_dir: Path, name: str, args: Sequence[str], env: dict[str, str]):
+        self.name = name
+        self.dir = base_dir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.listen_file = self.dir / "listen.json"
+        self.stderr_path = self.dir / "stderr.log"
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [str(binary), *args, "--data-dir", str(self.dir), "--listen-file", str(self.listen_file)],
+                cwd=base_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+
+    def listening(self, key: str) -> dict:
+        """The listen file once it names `key`; fails the test if the process exits first."""
+
+        def read() -> Optional[dict]:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{tail(self.stderr_path)}")
+            try:
+                info = json.loads(self.listen_file.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                return None
+            return info if key in info else None
+
+        return wait_until(
+            read,
+            timeout=START_TIMEOUT,
+            what=f"`{key}` in {self.listen_file}",
+            on_timeout=lambda: tail(self.stderr_path),
+        )
+
+    def addr(self, key: str) -> str:
+        return self.listening(key)[key]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+class LakehouseCluster:
+    """Three `lakehouse catalog` nodes, `lakehouse scheduler`, `executors` executors with
+    `task_slots` slots each and `lakehouse gateway`, every one its own process on 127.0.0.1
+    port 0 sharing one bucket directory. `gateway` is a LakehouseServer pointed at the
+    gateway's addresses, for its ingest, ADBC and HTTP helpers. `kill` ends every process."""
+
+    def __init__(self, binary: Path, base_dir: Path, *, executors: int = 2, task_slots: int = 1):
+        self.binary = binary
+        self.base_dir = base_dir
+        self.env = inherited_env()
+        self.env.update({"LAKEHOUSE__STORAGE__PRIMARY": str(base_dir / "bucket"), "NO_COLOR": "1"})
+        self.executor_count = executors
+        self.task_slots = task_slots
+        self.roles: list[RoleProcess] = []
+        self.catalog_addrs: list[str] = []
+        self.scheduler_addr: Optional[str] = None
+        self.executors: list[RoleProcess] = []
+        self.gateway = LakehouseServer(binary, base_dir / "client", name="gateway")
+
+    def _spawn(self, name: str, *args: str, env: Optional[dict[str, str]] = None) -> RoleProcess:
+        role = RoleProcess(self.binary, self.base_dir, name, args, {**self.env, **(env or {})})
+        self.roles.append(role)
+        return role
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        """A client subcommand of the binary, e.g. `status`."""
+        return self.gateway.cli(*args, env=self.env)
+
+    def start(self) -> "LakehouseCluster":
+        # Node 1 bootstraps; 2 and 3 join with `lakehouse admin add-node`.
+        seed = self._spawn("catalog-1", "catalog", "--node-id", "1", "--listen", "127.0.0.1:0")
+        self.catalog_addrs.append(seed.addr("catalog"))
+        for node_id in ("2", "3"):
+            node = self._spawn(
+                f"catalog-{node_id}",
+                *("catalog", "--node-id", node_id, "--listen", "127.0.0.1:0"),
+                *("--peers", f"1={self.catalog_addrs[0]}"),
+            )
+            addr = node.addr("catalog")
+            assert_cli_ok(
+                self.run("admin", "add-node", "--catalog", self.catalog_addrs[0], "--node-id", node_id, "--addr", addr)
+            )
+            self.catalog_addrs.append(addr)
+
+        self.scheduler_addr = self._spawn("scheduler", "scheduler", "--listen", "127.0.0.1:0").addr("scheduler")
+        for i in range(1, self.executor_count + 1):
+            name = f"executor-{i}"
+            executor = self._spawn(
+                name,
+                *("executor", "--scheduler", self.scheduler_addr, "--flight-port", "0", "--grpc-port", "0"),
+                *("--work-dir", str(self.base_dir / name / "work")),
+                env={"LAKEHOUSE__EXECUTOR__CONCURRENT_TASKS": str(self.task_slots)},
+            )
+            executor.listening("tasks_completed")
+            self.executors.append(executor)
+
+        peers = ",".join(f"{i}={addr}" for i, addr in enumerate(self.catalog_addrs, start=1))
+        gateway = self._spawn(
+            "gateway",
+            *("gateway", "--catalog-peers", peers, "--scheduler", self.scheduler_addr),
+            *("--http-addr", "127.0.0.1:0", "--flight-sql-addr", "127.0.0.1:0"),
+        )
+        info = gateway.listening("flight_sql")
+        self.gateway.http_addr, self.gateway.flight_addr = info["http"], info["flight_sql"]
+
+        def healthy() -> bool:
+            if gateway.proc.poll() is not None:
+                pytest.fail(f"gateway exited with {gateway.proc.returncode}:\n{tail(gateway.stderr_path)}")
+            try:
+                return self.gateway.get("/health").status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(
+            healthy,
+            timeout=START_TIMEOUT,
+            interval=0.1,
+            what=f"GET {self.gateway.http_url}/health",
+            on_timeout=lambda: tail(gateway.stderr_path),
+        )
+        return self
+
+    def tasks_completed(self) -> list[int]:
+        """Each executor's completed tasks, from its listen file (refreshed every 250 ms)."""
+        return [int(e.listening("tasks_completed")["tasks_completed"]) for e in self.executors]
+
+    def kill(self) -> None:
+        """SIGKILL every role, clients before servers; safe to call after a failed start."""
+        self.gateway.stop()
+        for role in reversed(self.roles):
+            try:
+                role.kill()
+            except Exception:
+                pass
+
+
+# --------------------------------------------------------------------------------------
 # Results and comparisons
 
 
