@@ -429,7 +429,8 @@ pub const ALL: &str = "*";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Require a user name and password on Flight SQL; off means anonymous access.
+    /// Require a user name and password on Flight SQL and the HTTP API (except
+    /// /health and /metrics); off means anonymous access.
     pub enabled: bool,
     /// A session token from the handshake expires this long after its last use, seconds.
     pub token_ttl_secs: u64,
@@ -654,23 +655,23 @@ impl Config {
     }
 
     /// Anonymous access is only safe on loopback: a server reachable from other
-    /// machines must check passwords. The HTTP gateway checks none yet, so it stays on
-    /// loopback whatever `auth` says.
+    /// machines must check passwords. Flight SQL and the HTTP gateway both check
+    /// them when `auth.enabled` (one user list, one session table).
     fn check_exposure(&self) -> Result<()> {
-        let flight = self.flight_sql.addr;
-        if !flight.ip().is_loopback() && !self.auth.enabled {
-            return Err(Error::Config(format!(
-                "flight_sql.addr = {flight} is reachable from other machines but auth.enabled is false: \
-                 anyone could read and write every table. Set auth.enabled = true with auth.users \
-                 (LAKEHOUSE__AUTH__ENABLED=true), or listen on 127.0.0.1"
-            )));
+        if self.auth.enabled {
+            return Ok(());
         }
-        let http = self.gateway.http_addr;
-        if !http.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "gateway.http_addr = {http} is reachable from other machines, but the HTTP gateway \
-                 does not check credentials yet (auth covers Flight SQL only): listen on 127.0.0.1"
-            )));
+        for (key, addr) in [
+            ("flight_sql.addr", self.flight_sql.addr),
+            ("gateway.http_addr", self.gateway.http_addr),
+        ] {
+            if !addr.ip().is_loopback() {
+                return Err(Error::Config(format!(
+                    "{key} = {addr} is reachable from other machines but auth.enabled is false: \
+                     anyone could read and write every table. Set auth.enabled = true with auth.users \
+                     (LAKEHOUSE__AUTH__ENABLED=true), or listen on 127.0.0.1"
+                )));
+            }
         }
         Ok(())
     }
@@ -880,19 +881,23 @@ mod tests {
 
     #[test]
     fn non_loopback_needs_auth() {
-        let err = auth_error("[flight_sql]\naddr = \"0.0.0.0:3101\"\n");
-        assert!(
-            err.contains("flight_sql.addr") && err.contains("auth.enabled"),
-            "{err}"
-        );
+        for (section, key, addr) in [
+            ("flight_sql", "addr", "0.0.0.0:3101"),
+            ("gateway", "http_addr", "0.0.0.0:3100"),
+        ] {
+            let err = auth_error(&format!("[{section}]\n{key} = \"{addr}\"\n"));
+            assert!(
+                err.contains(&format!("{section}.{key}")) && err.contains("auth.enabled"),
+                "{err}"
+            );
+        }
+        // With auth, both front ends check credentials and may listen anywhere.
         let config: Config = toml::from_str(
-            "[flight_sql]\naddr = \"0.0.0.0:3101\"\n[auth]\nenabled = true\n\
-             [auth.users.a]\nroles = [\"admin\"]\npassword_ref = \"env:A\"\n",
+            "[flight_sql]\naddr = \"0.0.0.0:3101\"\n[gateway]\nhttp_addr = \"0.0.0.0:3100\"\n\
+             [auth]\nenabled = true\n[auth.users.a]\nroles = [\"admin\"]\npassword_ref = \"env:A\"\n",
         )
         .unwrap();
         config.validate().unwrap();
-        let err = auth_error("[gateway]\nhttp_addr = \"0.0.0.0:3100\"\n");
-        assert!(err.contains("gateway.http_addr"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub enum Error {
 
     #[error("secret `{reference}`: {reason}")]
     Secret { reference: String, reason: String },
+
+    /// Refused or failed credentials, from the one auth implementation behind
+    /// [`crate::Access`]; the kind says which, so every edge maps it the same way.
+    #[error("{message}")]
+    Auth { kind: ErrorKind, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -57,6 +62,7 @@ impl Error {
                 object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
                 _ => ErrorKind::Unavailable,
             },
+            Error::Auth { kind, .. } => *kind,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Shared building blocks of every Lakehouse role: layered configuration, the
 //! error vocabulary the edges map to status codes, object-store buckets and the clock.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod names;
 pub mod storage;
 
+pub use access::{Access, Principal};
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

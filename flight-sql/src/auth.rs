@@ -24,7 +24,7 @@ use datafusion::sql::TableReference;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::{AuthConfig, ALL};
 use lakehouse_common::storage::resolve_secret;
-use lakehouse_common::Clock;
+use lakehouse_common::{Access, Clock, Principal};
 use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
 use rand_core::{OsRng, RngCore};
 use tonic::Status;
@@ -32,10 +32,8 @@ use tonic::Status;
 use crate::error::{from_datafusion, from_query, Error, Result};
 use grant_sql::GrantChange;
 
-const ADMIN: &str = "admin";
 /// The user recorded (table owner, lineage) when no one authenticated.
 const ANONYMOUS: &str = "anonymous";
-const WRITER: &str = "writer";
 /// Readable by everyone: it describes the catalog, not data.
 const INFORMATION_SCHEMA: &str = "information_schema";
 /// Random bytes in a session token.
@@ -47,26 +45,15 @@ tokio::task_local! {
     static CALLER: Principal;
 }
 
-/// An authenticated user and the roles their privileges come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: String,
-    pub roles: BTreeSet<String>,
+/// The refusals a [`Principal`] answers with (its roles live in lakehouse-common,
+/// where the HTTP gateway reads them too).
+trait Checks {
+    fn not_granted(&self, table: &str) -> Error;
+    fn require_write(&self, what: impl Into<String>) -> Result<()>;
+    fn require_admin(&self, what: impl Into<String>) -> Result<()>;
 }
 
-impl Principal {
-    fn is_admin(&self) -> bool {
-        self.roles.contains(ADMIN)
-    }
-
-    fn can_write(&self) -> bool {
-        self.is_admin() || self.roles.contains(WRITER)
-    }
-
-    fn roles_text(&self) -> String {
-        self.roles.iter().cloned().collect::<Vec<_>>().join(", ")
-    }
-
+impl Checks for Principal {
     fn not_granted(&self, table: &str) -> Error {
         Error::NotGranted {
             user: self.user.clone(),
@@ -119,7 +106,8 @@ struct Session {
 /// Users, SELECT grants and live sessions; `Auth::disabled()` lets everyone do everything.
 pub struct Auth {
     enabled: bool,
-    users: HashMap<String, User>,
+    /// Shared with the blocking tasks that verify passwords.
+    users: Arc<HashMap<String, User>>,
     /// Role (`*`: every role) → tables (`*`: every table), from `auth.grants`.
     grants: BTreeMap<String, BTreeSet<String>>,
     /// Where GRANT and REVOKE are kept (replicated, so they outlive restarts);
@@ -145,7 +133,7 @@ impl Auth {
     pub fn disabled() -> Self {
         Self {
             enabled: false,
-            users: HashMap::new(),
+            users: Arc::default(),
             grants: BTreeMap::new(),
             catalog: None,
             known_roles: BTreeSet::new(),
@@ -192,7 +180,7 @@ impl Auth {
             .collect();
         Ok(Self {
             enabled: true,
-            users,
+            users: Arc::new(users),
             grants,
             catalog: None,
             known_roles,
@@ -214,36 +202,12 @@ impl Auth {
 
     /// Checks a user name and password. Hash verification is CPU-heavy (argon2 by
     /// design), so it runs off the async workers.
-    pub async fn login(self: &Arc<Self>, user: &str, password: &str) -> Result<Principal> {
-        let this = Arc::clone(self);
+    pub async fn login(&self, user: &str, password: &str) -> Result<Principal> {
+        let users = Arc::clone(&self.users);
         let (user, password) = (user.to_string(), password.to_string());
-        tokio::task::spawn_blocking(move || this.login_blocking(&user, &password))
+        tokio::task::spawn_blocking(move || check_password(&users, &user, &password))
             .await
             .map_err(|e| Error::Hashing(e.to_string()))?
-    }
-
-    fn login_blocking(&self, user: &str, password: &str) -> Result<Principal> {
-        let rejected = || Error::BadCredentials {
-            user: user.to_string(),
-        };
-        let Some(entry) = self.users.get(user) else {
-            // Same work as for a known user, so timing does not tell which names exist.
-            let _ = verify_hash(dummy_hash(), password);
-            return Err(rejected());
-        };
-        let accepted = match &entry.secret {
-            Secret::Hash(phc) => verify_hash(phc, password),
-            Secret::Password(expected) => {
-                constant_time_eq(expected.as_bytes(), password.as_bytes())
-            }
-        };
-        if !accepted {
-            return Err(rejected());
-        }
-        Ok(Principal {
-            user: user.to_string(),
-            roles: entry.roles.clone(),
-        })
     }
 
     /// A new session for `principal`: a random token that lives `auth.token_ttl_secs`
@@ -500,6 +464,28 @@ impl Auth {
     }
 }
 
+/// The HTTP gateway authenticates and checks grants through this, against the
+/// same users, sessions and grants as Flight SQL.
+#[async_trait::async_trait]
+impl Access for Auth {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    async fn authenticate(&self, authorization: &str) -> lakehouse_common::Result<Principal> {
+        self.authorization(authorization)
+            .await
+            .map_err(|e| lakehouse_common::Error::Auth {
+                kind: e.kind(),
+                message: e.to_string(),
+            })
+    }
+
+    fn readable(&self, principal: &Principal, table: &str) -> bool {
+        !self.enabled || self.granted(principal, table)
+    }
+}
+
 /// The frame of a statement that returns nothing (GRANT, SET, …).
 pub(crate) async fn empty_frame(engine: &QueryEngine) -> Result<DataFrame, Status> {
     let empty = LogicalPlanBuilder::empty(false)
@@ -554,6 +540,28 @@ fn needs_of(plan: &LogicalPlan) -> datafusion::error::Result<Needs> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(needs)
+}
+
+fn check_password(users: &HashMap<String, User>, user: &str, password: &str) -> Result<Principal> {
+    let rejected = || Error::BadCredentials {
+        user: user.to_string(),
+    };
+    let Some(entry) = users.get(user) else {
+        // Same work as for a known user, so timing does not tell which names exist.
+        let _ = verify_hash(dummy_hash(), password);
+        return Err(rejected());
+    };
+    let accepted = match &entry.secret {
+        Secret::Hash(phc) => verify_hash(phc, password),
+        Secret::Password(expected) => constant_time_eq(expected.as_bytes(), password.as_bytes()),
+    };
+    if !accepted {
+        return Err(rejected());
+    }
+    Ok(Principal {
+        user: user.to_string(),
+        roles: entry.roles.clone(),
+    })
 }
 
 /// Makes an argon2id PHC string for `password` (`lakehouse auth hash-password`).
@@ -684,6 +692,58 @@ mod tests {
             assert!(matches!(err, Error::BadCredentials { .. }), "{err}");
             assert!(err.to_string().contains("not accepted"), "{err}");
         }
+    }
+
+    /// What the HTTP gateway sees through [`Access`]: Basic and Bearer (a token
+    /// from the handshake), refusals as `Unauthenticated`, grants.
+    #[tokio::test]
+    async fn the_gateway_authenticates_through_access() {
+        let auth = Auth::from_config(
+            &config(
+                &[
+                    ("rita", &["reader"], hashed("pw")),
+                    ("walt", &["writer"], hashed("pw")),
+                ],
+                &[("reader", &["granted"])],
+            ),
+            Arc::new(ManualClock::new(0)),
+        )
+        .unwrap();
+        let access: &dyn Access = &auth;
+        assert!(access.enabled());
+        let basic = |creds: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(creds)
+            )
+        };
+        let rita = access.authenticate(&basic("rita:pw")).await.unwrap();
+        assert_eq!(rita, principal("rita", &["reader"]));
+        let token = auth.issue_token(&principal("walt", &["writer"]));
+        let walt = access
+            .authenticate(&format!("Bearer {token}"))
+            .await
+            .unwrap();
+        assert!(walt.can_write());
+        for bad in [
+            basic("rita:nope"),
+            "Bearer made-up".to_string(),
+            "Digest x".to_string(),
+        ] {
+            let err = access.authenticate(&bad).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                lakehouse_common::ErrorKind::Unauthenticated,
+                "{bad}: {err}"
+            );
+        }
+        assert!(access.readable(&rita, "granted"));
+        assert!(!access.readable(&rita, "secret"));
+        assert!(
+            !access.readable(&walt, "granted"),
+            "writers read only grants"
+        );
+        assert!(Auth::disabled().readable(&rita, "secret"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-use axum::http::StatusCode;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lakehouse_common::ErrorKind;
@@ -25,6 +26,30 @@ pub enum Error {
 
     #[error("spooling the upload: {0}")]
     Spool(std::io::Error),
+
+    /// Credentials refused by the shared auth (wrong password, unknown token).
+    #[error(transparent)]
+    Auth(#[from] lakehouse_common::Error),
+
+    #[error("no credentials: send `Authorization: Basic base64(user:password)` or `Authorization: Bearer <token>` (a Flight SQL session token works)")]
+    MissingCredentials,
+
+    #[error("the Authorization header is not ASCII; send `Basic base64(user:password)` or `Bearer <token>`")]
+    BadAuthorizationHeader,
+
+    #[error("permission denied: user `{user}` (roles: {roles}) has no SELECT grant on table `{table}`; an admin can add it to auth.grants or run GRANT SELECT ON {table} TO <role>")]
+    NotGranted {
+        user: String,
+        roles: String,
+        table: String,
+    },
+
+    #[error("permission denied: user `{user}` (roles: {roles}) may not {what}; that needs the writer or admin role")]
+    WriteDenied {
+        user: String,
+        roles: String,
+        what: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,6 +64,9 @@ impl Error {
             Error::BadRequest(_) => ErrorKind::InvalidInput,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Spool(_) => ErrorKind::Unavailable,
+            Error::Auth(e) => e.kind(),
+            Error::MissingCredentials | Error::BadAuthorizationHeader => ErrorKind::Unauthenticated,
+            Error::NotGranted { .. } | Error::WriteDenied { .. } => ErrorKind::PermissionDenied,
         }
     }
 }
@@ -78,6 +106,14 @@ impl IntoResponse for Error {
             tracing::error!(error = %self, "request failed");
         }
         let body = serde_json::json!({ "error": label_of(kind), "detail": self.to_string() });
-        (status_of(kind), Json(body)).into_response()
+        let mut response = (status_of(kind), Json(body)).into_response();
+        if kind == ErrorKind::Unauthenticated {
+            // RFC 9110: a 401 names the scheme to use.
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="lakehouse""#),
+            );
+        }
+        response
     }
 }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use lakehouse_catalog_raft::model::{TableMetadata, WriteMode};
 use lakehouse_common::names::validate_identifier;
@@ -15,6 +15,7 @@ use lakehouse_ingest::{Format, WriteRequest};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::{metadata, GatewayState};
 
@@ -31,11 +32,12 @@ const OTHER_PARAMS: [&str; 3] = ["format", "mode", "filename"];
 
 pub(crate) async fn ingest(
     State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
     Path(table): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let outcome = run(&state, table, params, body).await;
+    let outcome = run(&state, &caller, table, params, body).await;
     match &outcome {
         Ok(_) => state.metrics.ingest_commits.inc(),
         Err(_) => state.metrics.ingest_failures.inc(),
@@ -45,11 +47,12 @@ pub(crate) async fn ingest(
 
 async fn run(
     state: &GatewayState,
+    caller: &Caller,
     table: String,
     params: HashMap<String, String>,
     body: Body,
 ) -> Result<Json<Value>> {
-    let (request, format, filename) = match check(state, table, &params) {
+    let (request, format, filename) = match check(state, caller, table, &params) {
         Ok(checked) => checked,
         Err(e) => {
             drain(body).await;
@@ -85,9 +88,11 @@ async fn run(
 /// Everything that can be refused before the body is read.
 fn check(
     state: &GatewayState,
+    caller: &Caller,
     table: String,
     params: &HashMap<String, String>,
 ) -> Result<(WriteRequest, Format, String)> {
+    caller.require_write(format!("ingest into table `{table}`"))?;
     validate_identifier("table name", &table).map_err(lakehouse_ingest::Error::from)?;
     if let Some(unknown) = params
         .keys()

@@ -1,7 +1,9 @@
 //! The HTTP API on :3100: health, the table catalog with its metadata (and a
 //! PATCH to complete it), ingest and Prometheus metrics. Errors are JSON
 //! `{"error", "detail"}`; each crate's error kind becomes a status code here, once.
+//! With `auth.enabled`, the `/v1` routes need credentials (see [`auth`]).
 
+mod auth;
 pub mod client;
 mod embeddings;
 mod error;
@@ -15,9 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use lakehouse_catalog_raft::Catalog;
+use lakehouse_common::Access;
 use lakehouse_ingest::TableWriter;
 use tokio::net::TcpListener;
 
@@ -36,12 +40,15 @@ pub struct GatewayState {
     pub max_ingest_bytes: u64,
     /// The `[embedding]` profiles behind `POST /v1/embeddings`, opened on first use.
     pub embedders: Arc<Embedders>,
+    /// Users, sessions and grants, shared with Flight SQL; disabled: anonymous access.
+    pub access: Arc<dyn Access>,
 }
 
 pub fn router(state: GatewayState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics::render))
+    // With auth on, everything under /v1 needs credentials. /health stays open for
+    // probes, /metrics for Prometheus scrapers, which usually come without any: it
+    // holds counters only, no table names or data.
+    let api = Router::new()
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{name}", get(tables::show))
@@ -50,6 +57,14 @@ pub fn router(state: GatewayState) -> Router {
             "/v1/tables/{name}/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::disable()),
         )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
+        .merge(api)
         .with_state(state)
 }
 

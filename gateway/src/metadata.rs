@@ -7,10 +7,11 @@ use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use lakehouse_catalog_raft::model::{Sensitivity, TableMetadata};
 use serde_json::Value;
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::ingest::METADATA_PARAMS;
 use crate::GatewayState;
@@ -134,9 +135,11 @@ fn apply(metadata: &mut TableMetadata, patch: &Value) -> Result<()> {
 /// fields; answers with the table as `GET /v1/tables/{name}` shows it.
 pub(crate) async fn patch(
     State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>> {
+    caller.require_write(format!("change the metadata of table `{name}`"))?;
     let table = state
         .catalog
         .table(&name)

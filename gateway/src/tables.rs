@@ -1,22 +1,36 @@
 //! `GET /v1/tables` and `GET /v1/tables/{name}`.
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use lakehouse_catalog_raft::model::{Table, TableVersion};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::GatewayState;
 
-pub(crate) async fn list(State(state): State<GatewayState>) -> Json<Value> {
-    let tables: Vec<Value> = state.catalog.tables().iter().map(summary).collect();
+/// Only the tables the caller may read, as Flight SQL's GetTables.
+pub(crate) async fn list(
+    State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Value> {
+    let tables: Vec<Value> = state
+        .catalog
+        .tables()
+        .iter()
+        .filter(|t| caller.may_read(&state, &t.name))
+        .map(summary)
+        .collect();
     Json(json!({ "tables": tables }))
 }
 
 pub(crate) async fn show(
     State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
+    // Before the lookup, so a refusal does not tell whether the table exists.
+    caller.require_read(&state, &name)?;
     let table = state
         .catalog
         .table(&name)

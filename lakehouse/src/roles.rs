@@ -132,7 +132,11 @@ pub(crate) async fn start_gateway(
     metrics: Arc<Metrics>,
 ) -> Result<Gateway, BoxError> {
     // Users, grants and TLS files are read before serving: a bad entry stops here.
-    let auth = Auth::from_config(&config.auth, Arc::new(SystemClock))?;
+    // One Auth for both front ends: a Flight SQL session token works over HTTP, and
+    // GRANT and REVOKE over SQL are kept in the replicated catalog.
+    let auth = Arc::new(
+        Auth::from_config(&config.auth, Arc::new(SystemClock))?.with_catalog(catalog.clone()),
+    );
     let tls = lakehouse_flight_sql::server_tls(&config.tls)?;
     let gateway_state = GatewayState {
         catalog: catalog.clone(),
@@ -145,11 +149,11 @@ pub(crate) async fn start_gateway(
         spool_dir: config.node.data_dir.join("spool"),
         max_ingest_bytes: config.gateway.max_ingest_bytes,
         embedders: Arc::new(lakehouse_gateway::Embedders::new(config.embedding.clone())),
+        access: auth.clone(),
     };
 
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
-        // GRANT and REVOKE over SQL are kept in the replicated catalog.
-        .with_auth(Arc::new(auth.with_catalog(catalog.clone())))
+        .with_auth(auth)
         .with_sessions(
             SessionLimits {
                 idle_ms: i64::try_from(config.flight_sql.session_idle_secs.saturating_mul(1_000))

@@ -82,30 +82,37 @@ where
     }
 }
 
-async fn authenticate(auth: &Arc<Auth>, headers: &HeaderMap) -> Result<Principal> {
+async fn authenticate(auth: &Auth, headers: &HeaderMap) -> Result<Principal> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Error::MissingCredentials);
     };
     let value = value.to_str().map_err(|_| Error::BadAuthorizationHeader {
         reason: "is not ASCII",
     })?;
-    let (scheme, credentials) =
-        value
-            .trim()
-            .split_once(' ')
-            .ok_or(Error::BadAuthorizationHeader {
-                reason: "has no scheme",
-            })?;
-    let credentials = credentials.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        auth.session(credentials)
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        let (user, password) = decode_basic(credentials)?;
-        auth.login(&user, &password).await
-    } else {
-        Err(Error::BadAuthorizationHeader {
-            reason: "has an unknown scheme",
-        })
+    auth.authorization(value).await
+}
+
+impl Auth {
+    /// The caller an `Authorization` header value names (Basic or Bearer).
+    pub(super) async fn authorization(&self, value: &str) -> Result<Principal> {
+        let (scheme, credentials) =
+            value
+                .trim()
+                .split_once(' ')
+                .ok_or(Error::BadAuthorizationHeader {
+                    reason: "has no scheme",
+                })?;
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            self.session(credentials)
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let (user, password) = decode_basic(credentials)?;
+            self.login(&user, &password).await
+        } else {
+            Err(Error::BadAuthorizationHeader {
+                reason: "has an unknown scheme",
+            })
+        }
     }
 }
 
