@@ -14,15 +14,20 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
+import pyarrow.flight as flight
 import datafusion
 import duckdb
 
-REPEATS = 20
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
+from flight_raw import statement_query  # noqa: E402
+
+REPEATS = 50
 POINT_QUERY = "SELECT * FROM events WHERE id = {id}"
 GROUP_BY = "SELECT city, count(*) AS n, avg(amount) AS avg_amount, max(score) AS max_score FROM events GROUP BY city ORDER BY city"
 
@@ -109,6 +114,18 @@ def main() -> None:
                         cur.fetch_arrow_table()
                 our_point = p50_ms(lambda: ours(POINT_QUERY.format(id=point_id)))
                 our_group = p50_ms(lambda: ours(GROUP_BY))
+
+            # The protocol's own cost: GetFlightInfo + DoGet, without ADBC's prepared
+            # statement create and close around every query.
+            client = flight.FlightClient(f"grpc://{addrs['flight_sql']}")
+
+            def raw(sql: str):
+                info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query(sql)))
+                client.do_get(info.endpoints[0].ticket).read_all()
+
+            raw_point = p50_ms(lambda: raw(POINT_QUERY.format(id=point_id)))
+            raw_group = p50_ms(lambda: raw(GROUP_BY))
+            client.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
@@ -117,8 +134,10 @@ def main() -> None:
     print("| measure | lakehouse | peer | peer value | ratio |")
     print("|---|---|---|---|---|")
     print(f"| CSV ingest (s) | {our_ingest:.2f} | DuckDB COPY to Parquet | {duck_ingest:.2f} | {our_ingest / duck_ingest:.2f}× |")
-    print(f"| point query p50 (ms) | {our_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {our_point / df_point:.2f}× |")
-    print(f"| GROUP BY p50 (ms) | {our_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {our_group / df_group:.2f}× |")
+    print(f"| point query p50, ADBC (ms) | {our_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {our_point / df_point:.2f}× |")
+    print(f"| GROUP BY p50, ADBC (ms) | {our_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {our_group / df_group:.2f}× |")
+    print(f"| point query p50, pyarrow.flight (ms) | {raw_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {raw_point / df_point:.2f}× |")
+    print(f"| GROUP BY p50, pyarrow.flight (ms) | {raw_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {raw_group / df_group:.2f}× |")
 
 
 if __name__ == "__main__":
