@@ -1,14 +1,16 @@
-"""Auth, grants and TLS on Flight SQL, against real `lakehouse up` processes.
+"""Auth, grants and TLS on Flight SQL and the HTTP API, against real `lakehouse up` processes.
 
 The servers read a generated lakehouse.toml (cwd of `lakehouse up`) with an [auth] section:
 password hashes come from `lakehouse auth hash-password`, one password through
 `password_ref = "env:VAR"`. Clients are ADBC (username/password options, as users connect)
-and raw pyarrow.flight (the Basic → Bearer handshake itself).
+and raw pyarrow.flight (the Basic → Bearer handshake itself); over HTTP, requests with
+Basic credentials or a Bearer token from the Flight SQL handshake.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 from pathlib import Path
 from typing import Iterator, Optional
@@ -20,7 +22,20 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from harness import QUERY_TIMEOUT_S, LakehouseServer, server_env
+import requests
+
+from harness import (
+    DEMO_META,
+    DEMO_TABLES,
+    EXAMPLES,
+    FULL_META,
+    QUERY_TIMEOUT_S,
+    START_TIMEOUT,
+    LakehouseServer,
+    server_env,
+    table_names,
+    wait_until,
+)
 
 PASSWORDS = {"alice": "alice-admin-pw", "bob": "bob-reader-pw", "walt": "walt-writer-pw"}
 # carol's password reaches the server through password_ref = "env:LAKEHOUSE_TEST_CAROL_PW".
@@ -78,6 +93,28 @@ def start_server(binary: Path, base: Path, name: str, toml: str, env: Optional[d
     return server.start()
 
 
+def http_auth(user: str) -> tuple[str, str]:
+    return (user, PASSWORDS[user])
+
+
+def http_ingest(server: LakehouseServer, file: Path, table: str, user: str, **meta: str) -> requests.Response:
+    """POST /v1/tables/{table}/ingest as `user` (Basic), with FULL_META overridden by `meta`."""
+    params = {**FULL_META, **meta, "filename": file.name}
+    return server.post(f"/v1/tables/{table}/ingest", params=params, data=file.read_bytes(), auth=http_auth(user))
+
+
+def http_tables(server: LakehouseServer, user: str) -> set[str]:
+    r = server.get("/v1/tables", auth=http_auth(user))
+    assert r.status_code == 200, f"GET /v1/tables as {user}: {r.status_code} {r.text}"
+    return table_names(r.json())
+
+
+def ingest_demo_as_admin(server: LakehouseServer) -> None:
+    for table in DEMO_TABLES:
+        r = http_ingest(server, EXAMPLES / f"{table}.csv", table, "alice", **DEMO_META[table])
+        assert r.status_code == 200, f"ingest {table}: {r.status_code} {r.text}"
+
+
 def connect(uri: str, user: Optional[str] = None, password: Optional[str] = None, **options: str):
     db_kwargs = {
         adbc_driver_flightsql.DatabaseOptions.TIMEOUT_QUERY.value: QUERY_TIMEOUT_S,
@@ -119,8 +156,7 @@ def expect_error(conn, sql: str) -> str:
 def auth_server(lakehouse_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseServer]:
     server = start_server(lakehouse_bin, tmp_path_factory.mktemp("auth"), "auth server", auth_toml(lakehouse_bin))
     try:
-        # The HTTP gateway stays on loopback and checks no credentials (README: Auth and TLS).
-        server.ingest_demo()
+        ingest_demo_as_admin(server)
         yield server
     finally:
         server.stop()
@@ -237,6 +273,97 @@ def test_raw_handshake_basic_then_bearer(auth_server: LakehouseServer) -> None:
             client.authenticate_basic_token("bob", "wrong")
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------------------
+# The HTTP API: the same users, sessions and grants
+
+
+def test_http_asks_for_credentials_except_health_and_metrics(auth_server: LakehouseServer) -> None:
+    for path in ("/health", "/metrics"):
+        assert auth_server.get(path).status_code == 200, path
+    for auth in (None, ("alice", "not-her-password")):
+        r = auth_server.get("/v1/tables", auth=auth)
+        assert r.status_code == 401, r.text
+        assert r.headers["WWW-Authenticate"] == 'Basic realm="lakehouse"'
+        assert r.json()["error"] == "unauthenticated", r.text
+    assert "Authorization" in auth_server.get("/v1/tables").json()["detail"]
+    assert "not accepted" in auth_server.get("/v1/tables", auth=("alice", "x")).json()["detail"]
+
+
+def test_http_reader_sees_only_granted_tables(auth_server: LakehouseServer) -> None:
+    assert http_tables(auth_server, "bob") == {"contracts"}
+    assert auth_server.get("/v1/tables/contracts", auth=http_auth("bob")).status_code == 200
+    r = auth_server.get("/v1/tables/candidates", auth=http_auth("bob"))
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "permission_denied" and "candidates" in r.json()["detail"], r.text
+    assert set(DEMO_TABLES) <= http_tables(auth_server, "alice")
+
+
+def test_http_ingest_needs_the_writer_role(auth_server: LakehouseServer) -> None:
+    csv = EXAMPLES / "contracts.csv"
+    r = http_ingest(auth_server, csv, "http_by_bob", "bob")
+    assert r.status_code == 403, r.text
+    assert "writer or admin" in r.json()["detail"], r.text
+    r = http_ingest(auth_server, csv, "http_by_walt", "walt")
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] > 0
+    r = requests.patch(
+        f"{auth_server.http_url}/v1/tables/http_by_walt/metadata",
+        json={"description": "changed"},
+        auth=http_auth("bob"),
+        timeout=30,
+    )
+    assert r.status_code == 403, r.text
+    assert "http_by_walt" in http_tables(auth_server, "alice")
+
+
+def test_flight_sql_token_works_over_http(auth_server: LakehouseServer) -> None:
+    client = flight.FlightClient(auth_server.flight_uri)
+    try:
+        _, bearer = client.authenticate_basic_token("bob", PASSWORDS["bob"])
+    finally:
+        client.close()
+    r = auth_server.get("/v1/tables", headers={"Authorization": bearer.decode()})
+    assert r.status_code == 200, r.text
+    assert table_names(r.json()) == {"contracts"}
+    r = auth_server.get("/v1/tables", headers={"Authorization": "Bearer forged-token"})
+    assert r.status_code == 401 and "unknown or has expired" in r.json()["detail"], r.text
+
+
+def test_http_beyond_loopback_with_auth(lakehouse_bin: Path, tmp_path: Path) -> None:
+    """What the Helm chart runs: HTTP on 0.0.0.0 with auth on, probed without credentials.
+    Started by hand: the harness insists on loopback addresses."""
+    (tmp_path / "lakehouse.toml").write_text(auth_toml(lakehouse_bin), encoding="utf-8")
+    listen_file = tmp_path / "listen.json"
+    env = server_env(
+        tmp_path / "data", {"LAKEHOUSE__GATEWAY__HTTP_ADDR": "0.0.0.0:0", "LAKEHOUSE_TEST_CAROL_PW": CAROL_PW}
+    )
+    with open(tmp_path / "stderr.log", "wb") as err:
+        proc = subprocess.Popen(
+            [str(lakehouse_bin), "up", "--listen-file", str(listen_file)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        info = wait_until(
+            lambda: listen_file.exists() and json.loads(listen_file.read_text(encoding="utf-8")),
+            timeout=START_TIMEOUT,
+            what="the listen file of `lakehouse up` with HTTP on 0.0.0.0",
+            on_timeout=lambda: (tmp_path / "stderr.log").read_text(errors="replace"),
+        )
+        host, port = info["http"].rsplit(":", 1)
+        assert host == "0.0.0.0", info
+        url = f"http://127.0.0.1:{port}"
+        assert requests.get(f"{url}/health", timeout=10).status_code == 200
+        assert requests.get(f"{url}/v1/tables", timeout=10).status_code == 401
+        assert requests.get(f"{url}/v1/tables", auth=http_auth("alice"), timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, (tmp_path / "stderr.log").read_text(errors="replace")
 
 
 # --------------------------------------------------------------------------------------
@@ -361,7 +488,7 @@ def test_non_loopback_without_auth_refuses_to_start(lakehouse_bin: Path, tmp_pat
     stderr = refused_start(lakehouse_bin, tmp_path / "flight", LAKEHOUSE__FLIGHT_SQL__ADDR="0.0.0.0:0")
     assert "flight_sql.addr" in stderr and "auth.enabled" in stderr, stderr
     stderr = refused_start(lakehouse_bin, tmp_path / "http", LAKEHOUSE__GATEWAY__HTTP_ADDR="0.0.0.0:0")
-    assert "gateway.http_addr" in stderr, stderr
+    assert "gateway.http_addr" in stderr and "auth.enabled" in stderr, stderr
 
 
 @pytest.mark.parametrize(
@@ -413,7 +540,7 @@ def test_information_schema_lists_only_readable_tables(auth_server: LakehouseSer
     with connect(auth_server.flight_uri, "bob") as bob, connect(auth_server.flight_uri, "alice") as alice:
         for listing in ("tables", "columns"):
             assert information_schema_tables(bob, listing) == listed_tables(bob) == {"contracts"}, listing
-            assert information_schema_tables(alice, listing) == listed_tables(alice) == auth_server.table_names()
+            assert information_schema_tables(alice, listing) == listed_tables(alice) == http_tables(auth_server, "alice")
         # Unqualified, through the session's default schema, the filter still applies.
         bob.adbc_current_db_schema = "information_schema"
         try:
@@ -429,7 +556,7 @@ def test_information_schema_lists_only_readable_tables(auth_server: LakehouseSer
 def test_sql_grants_survive_a_restart(lakehouse_bin: Path, tmp_path: Path) -> None:
     server = start_server(lakehouse_bin, tmp_path / "grants", "grants server", auth_toml(lakehouse_bin))
     try:
-        server.ingest_demo()
+        ingest_demo_as_admin(server)
         with connect(server.flight_uri, "alice") as admin:
             query(admin, "GRANT SELECT ON candidates TO reader")
         server.restart()
