@@ -11,6 +11,7 @@ use lakehouse_common::Principal;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::ingest::drain;
 use crate::GatewayState;
 
 /// The authenticated caller of a request; `None` inside when auth is off.
@@ -49,6 +50,21 @@ impl Caller {
     }
 }
 
+/// The Authorization header's value (owned: the request body is not `Sync`, so no
+/// reference to the request may be held across the password check).
+fn authorization(request: &Request) -> Result<String> {
+    let value = request
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or(Error::MissingCredentials)?;
+    let value = value.to_str().map_err(|_| Error::BadAuthorizationHeader)?;
+    Ok(value.to_string())
+}
+
+async fn principal(state: &GatewayState, authorization: Result<String>) -> Result<Principal> {
+    Ok(state.access.authenticate(&authorization?).await?)
+}
+
 /// Middleware for the `/v1` routes: refuses a request without valid credentials
 /// (401), else runs it with its [`Caller`] as an extension.
 pub(crate) async fn authenticate(
@@ -61,18 +77,18 @@ pub(crate) async fn authenticate(
         return Ok(next.run(request).await);
     }
     let span = tracing::info_span!("http_auth", method = %request.method(), path = %request.uri().path(), user = tracing::field::Empty);
-    let value = request
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or(Error::MissingCredentials)?
-        .to_str()
-        .map_err(|_| Error::BadAuthorizationHeader)?;
-    let principal = state
-        .access
-        .authenticate(value)
+    let principal = match principal(&state, authorization(&request))
         .instrument(span.clone())
         .await
-        .inspect_err(|e| span.in_scope(|| tracing::info!(error = %e, "request refused")))?;
+    {
+        Ok(principal) => principal,
+        Err(e) => {
+            span.in_scope(|| tracing::info!(error = %e, "request refused"));
+            // An uploading client then reads the 401 instead of a broken pipe.
+            drain(request.into_body()).await;
+            return Err(e);
+        }
+    };
     span.record("user", principal.user.as_str());
     request.extensions_mut().insert(Caller(Some(principal)));
     Ok(next.run(request).instrument(span).await)

@@ -28,6 +28,8 @@ pub enum ClientError {
 pub struct GatewayClient {
     base: String,
     http: reqwest::Client,
+    /// User name and password for a server with `[auth]`, sent as Basic.
+    login: Option<(String, String)>,
 }
 
 impl GatewayClient {
@@ -35,6 +37,19 @@ impl GatewayClient {
         Self {
             base: server.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            login: None,
+        }
+    }
+
+    pub fn with_login(mut self, user: String, password: String) -> Self {
+        self.login = Some((user, password));
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.login {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
         }
     }
 
@@ -58,8 +73,7 @@ impl GatewayClient {
         });
         let url = format!("{}/v1/tables/{}/ingest", self.base, urlencode(table));
         let response = self
-            .http
-            .post(url)
+            .authorized(self.http.post(url))
             .query(params)
             .body(reqwest::Body::wrap_stream(stream))
             .send()
@@ -77,8 +91,7 @@ impl GatewayClient {
     ) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}/v1/tables/{}/metadata", self.base, urlencode(table));
         let response = self
-            .http
-            .patch(url)
+            .authorized(self.http.patch(url))
             .json(fields)
             .send()
             .await

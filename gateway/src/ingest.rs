@@ -175,7 +175,7 @@ fn metadata_from_params(
 
 /// Reads and discards what the client still sends (bounded), so it receives the
 /// error response instead of a broken pipe while writing its upload.
-async fn drain(body: Body) {
+pub(crate) async fn drain(body: Body) {
     const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
     let mut stream = body.into_data_stream();
     let mut seen = 0;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lakehouse_common::Config;
+use lakehouse_gateway::client::GatewayClient;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -219,6 +220,8 @@ struct SetMetadataArgs {
         default_value = "http://127.0.0.1:3100"
     )]
     server: String,
+    #[command(flatten)]
+    login: Login,
 }
 
 /// The six ADR-013 metadata fields, as flags of `ingest` and `table set-metadata`.
@@ -306,6 +309,38 @@ struct IngestArgs {
         default_value = "http://127.0.0.1:3100"
     )]
     server: String,
+    #[command(flatten)]
+    login: Login,
+}
+
+/// Credentials for a server with `[auth]`.
+#[derive(Debug, Args)]
+struct Login {
+    /// User name for a server with [auth]; the password comes from LAKEHOUSE_PASSWORD.
+    #[arg(long, env = "LAKEHOUSE_USER")]
+    user: Option<String>,
+}
+
+impl Login {
+    /// The user and password, if a user was named.
+    fn credentials(&self) -> Result<Option<(String, String)>, BoxError> {
+        let Some(user) = &self.user else {
+            return Ok(None);
+        };
+        // Never a flag: command lines show up in `ps` and shell history.
+        let password = std::env::var("LAKEHOUSE_PASSWORD")
+            .map_err(|_| format!("--user {user} needs the password in LAKEHOUSE_PASSWORD"))?;
+        Ok(Some((user.clone(), password)))
+    }
+
+    /// A client of the HTTP API at `server`, logging in when a user was named.
+    fn client(&self, server: &str) -> Result<GatewayClient, BoxError> {
+        let client = GatewayClient::new(server);
+        Ok(match self.credentials()? {
+            Some((user, password)) => client.with_login(user, password),
+            None => client,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -319,9 +354,8 @@ struct SqlArgs {
         default_value = "grpc://127.0.0.1:3101"
     )]
     server: String,
-    /// User name for a server with [auth]; the password comes from LAKEHOUSE_PASSWORD.
-    #[arg(long, env = "LAKEHOUSE_USER")]
-    user: Option<String>,
+    #[command(flatten)]
+    login: Login,
     /// PEM CA that signed the server's certificate, for grpc+tls:// servers.
     #[arg(long, value_name = "PATH")]
     tls_ca: Option<PathBuf>,
@@ -504,7 +538,7 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
     bar.set_message(format!("uploading {}", file_name(&args.file)));
     let progress = bar.clone();
     let started = Instant::now();
-    let client = lakehouse_gateway::client::GatewayClient::new(&args.server);
+    let client = args.login.client(&args.server)?;
     let result = client
         .ingest(
             &args.file,
@@ -562,7 +596,7 @@ async fn set_metadata(args: SetMetadataArgs) -> Result<(), BoxError> {
     if fields.is_empty() {
         return Err("nothing to set: give any of --owner, --sensitivity, --lineage, --freshness-sla, --description, --tags".into());
     }
-    let client = lakehouse_gateway::client::GatewayClient::new(&args.server);
+    let client = args.login.client(&args.server)?;
     let table = client
         .set_metadata(&args.table, &serde_json::Value::Object(fields))
         .await?;
@@ -580,13 +614,10 @@ async fn set_metadata(args: SetMetadataArgs) -> Result<(), BoxError> {
 }
 
 async fn sql(args: SqlArgs) -> Result<(), BoxError> {
-    let mut options = lakehouse_flight_sql::client::ClientOptions::default();
-    if let Some(user) = args.user {
-        // Never a flag: command lines show up in `ps` and shell history.
-        let password = std::env::var("LAKEHOUSE_PASSWORD")
-            .map_err(|_| format!("--user {user} needs the password in LAKEHOUSE_PASSWORD"))?;
-        options.login = Some((user, password));
-    }
+    let mut options = lakehouse_flight_sql::client::ClientOptions {
+        login: args.login.credentials()?,
+        ..Default::default()
+    };
     if let Some(path) = args.tls_ca {
         options.tls_ca_pem =
             Some(std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);

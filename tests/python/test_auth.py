@@ -318,6 +318,16 @@ def test_http_ingest_needs_the_writer_role(auth_server: LakehouseServer) -> None
     assert "http_by_walt" in http_tables(auth_server, "alice")
 
 
+def test_cli_ingest_with_user_and_password(auth_server: LakehouseServer) -> None:
+    args = auth_server.ingest_args(EXAMPLES / "contracts.csv", "cli_by_walt")
+    refused = auth_server.cli(*args)
+    assert refused.returncode != 0 and "no credentials" in refused.stderr, refused.stderr
+    env = {**auth_server.cli_env(), "LAKEHOUSE_USER": "walt", "LAKEHOUSE_PASSWORD": PASSWORDS["walt"]}
+    result = auth_server.cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "cli_by_walt" in http_tables(auth_server, "alice")
+
+
 def test_flight_sql_token_works_over_http(auth_server: LakehouseServer) -> None:
     client = flight.FlightClient(auth_server.flight_uri)
     try:
@@ -540,7 +550,8 @@ def test_information_schema_lists_only_readable_tables(auth_server: LakehouseSer
     with connect(auth_server.flight_uri, "bob") as bob, connect(auth_server.flight_uri, "alice") as alice:
         for listing in ("tables", "columns"):
             assert information_schema_tables(bob, listing) == listed_tables(bob) == {"contracts"}, listing
-            assert information_schema_tables(alice, listing) == listed_tables(alice) == http_tables(auth_server, "alice")
+            everything = http_tables(auth_server, "alice")
+            assert information_schema_tables(alice, listing) == listed_tables(alice) == everything
         # Unqualified, through the session's default schema, the filter still applies.
         bob.adbc_current_db_schema = "information_schema"
         try:
