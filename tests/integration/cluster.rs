@@ -4,7 +4,7 @@
 //! was wiped rejoins from a snapshot.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,33 +14,11 @@ use lakehouse_catalog_raft::{
     TableMetadata, WriteMode,
 };
 use lakehouse_common::ObjectRef;
-use lakehouse_tests::BoxError;
+use lakehouse_tests::{lakehouse_binary, BoxError};
 
 /// Upper bound of every wait in this module.
 const PATIENCE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
-
-/// `LAKEHOUSE_BIN`, else the `lakehouse` binary next to this test's target dir.
-fn binary() -> Result<PathBuf, BoxError> {
-    if let Some(path) = std::env::var_os("LAKEHOUSE_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    // target/debug/deps/integration-<hash> → target/debug/lakehouse
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("lakehouse"))
-        .ok_or("no target directory above the test binary")?;
-    if !path.exists() {
-        return Err(format!(
-            "{} is missing: run `cargo build -p lakehouse` first or set LAKEHOUSE_BIN",
-            path.display()
-        )
-        .into());
-    }
-    Ok(path)
-}
 
 /// A `lakehouse catalog` process; killed with SIGKILL when dropped.
 struct Node {
@@ -68,7 +46,7 @@ impl Cluster {
     fn new() -> Result<Self, BoxError> {
         Ok(Self {
             root: tempfile::tempdir()?,
-            binary: binary()?,
+            binary: lakehouse_binary()?,
             env: Vec::new(),
         })
     }
