@@ -33,6 +33,45 @@ impl Principal {
     pub fn roles_text(&self) -> String {
         self.roles.iter().cloned().collect::<Vec<_>>().join(", ")
     }
+
+    /// The refusal of a read of `table`, which no grant of the caller's roles covers.
+    pub fn read_refusal(&self, table: &str) -> Denied {
+        Denied::NotGranted {
+            user: self.user.clone(),
+            roles: self.roles_text(),
+            table: table.to_string(),
+        }
+    }
+
+    /// Writes (`what`) need the writer or admin role.
+    pub fn check_write(&self, what: impl Into<String>) -> std::result::Result<(), Denied> {
+        if self.can_write() {
+            return Ok(());
+        }
+        Err(Denied::WriteDenied {
+            user: self.user.clone(),
+            roles: self.roles_text(),
+            what: what.into(),
+        })
+    }
+}
+
+/// A refusal both front ends give in the same words.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    #[error("permission denied: user `{user}` (roles: {roles}) has no SELECT grant on table `{table}`; an admin can add it to auth.grants or run GRANT SELECT ON {table} TO <role>")]
+    NotGranted {
+        user: String,
+        roles: String,
+        table: String,
+    },
+
+    #[error("permission denied: user `{user}` (roles: {roles}) may not {what}; that needs the writer or admin role")]
+    WriteDenied {
+        user: String,
+        roles: String,
+        what: String,
+    },
 }
 
 /// Credentials and grants, as a front end needs them.

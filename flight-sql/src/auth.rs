@@ -55,22 +55,11 @@ trait Checks {
 
 impl Checks for Principal {
     fn not_granted(&self, table: &str) -> Error {
-        Error::NotGranted {
-            user: self.user.clone(),
-            roles: self.roles_text(),
-            table: table.to_string(),
-        }
+        Error::Denied(self.read_refusal(table))
     }
 
     fn require_write(&self, what: impl Into<String>) -> Result<()> {
-        if self.can_write() {
-            return Ok(());
-        }
-        Err(Error::WriteDenied {
-            user: self.user.clone(),
-            roles: self.roles_text(),
-            what: what.into(),
-        })
+        Ok(self.check_write(what)?)
     }
 
     fn require_admin(&self, what: impl Into<String>) -> Result<()> {
@@ -809,7 +798,10 @@ mod tests {
         assert!(auth.granted(&admin, "placements"));
         assert!(writer.require_write("INSERT").is_ok());
         let denied = reader.require_write("Insert Into table `t`").unwrap_err();
-        assert!(matches!(denied, Error::WriteDenied { .. }));
+        assert!(matches!(
+            denied,
+            Error::Denied(lakehouse_common::access::Denied::WriteDenied { .. })
+        ));
         assert!(writer.require_admin("run COPY").is_err());
         let err = reader.not_granted("placements").to_string();
         assert!(

@@ -51,19 +51,8 @@ pub enum Error {
     #[error("the session token is unknown or has expired (auth.token_ttl_secs after its last use): authenticate again with user name and password")]
     UnknownToken,
 
-    #[error("permission denied: user `{user}` (roles: {roles}) has no SELECT grant on table `{table}`; an admin can add it to auth.grants or run GRANT SELECT ON {table} TO <role>")]
-    NotGranted {
-        user: String,
-        roles: String,
-        table: String,
-    },
-
-    #[error("permission denied: user `{user}` (roles: {roles}) may not {what}; that needs the writer or admin role")]
-    WriteDenied {
-        user: String,
-        roles: String,
-        what: String,
-    },
+    #[error(transparent)]
+    Denied(#[from] lakehouse_common::access::Denied),
 
     #[error(
         "permission denied: user `{user}` (roles: {roles}) may not {what}; only the admin role may"
@@ -102,9 +91,7 @@ impl Error {
             | Error::BadCredentials { .. }
             | Error::BadAuthorizationHeader { .. }
             | Error::UnknownToken => ErrorKind::Unauthenticated,
-            Error::NotGranted { .. } | Error::WriteDenied { .. } | Error::AdminOnly { .. } => {
-                ErrorKind::PermissionDenied
-            }
+            Error::Denied(_) | Error::AdminOnly { .. } => ErrorKind::PermissionDenied,
             Error::GrantStatement { .. } | Error::Config { .. } => ErrorKind::InvalidInput,
             Error::GrantNotStored { source, .. } => source.kind(),
             Error::Common(e) => e.kind(),

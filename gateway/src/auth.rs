@@ -28,11 +28,7 @@ impl Caller {
 
     pub(crate) fn require_read(&self, state: &GatewayState, table: &str) -> Result<()> {
         match &self.0 {
-            Some(p) if !state.access.readable(p, table) => Err(Error::NotGranted {
-                user: p.user.clone(),
-                roles: p.roles_text(),
-                table: table.to_string(),
-            }),
+            Some(p) if !state.access.readable(p, table) => Err(p.read_refusal(table).into()),
             _ => Ok(()),
         }
     }
@@ -40,12 +36,8 @@ impl Caller {
     /// Ingest and metadata changes need the writer or admin role.
     pub(crate) fn require_write(&self, what: impl Into<String>) -> Result<()> {
         match &self.0 {
-            Some(p) if !p.can_write() => Err(Error::WriteDenied {
-                user: p.user.clone(),
-                roles: p.roles_text(),
-                what: what.into(),
-            }),
-            _ => Ok(()),
+            Some(p) => Ok(p.check_write(what)?),
+            None => Ok(()),
         }
     }
 }

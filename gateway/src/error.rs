@@ -37,19 +37,8 @@ pub enum Error {
     #[error("the Authorization header is not ASCII; send `Basic base64(user:password)` or `Bearer <token>`")]
     BadAuthorizationHeader,
 
-    #[error("permission denied: user `{user}` (roles: {roles}) has no SELECT grant on table `{table}`; an admin can add it to auth.grants or run GRANT SELECT ON {table} TO <role>")]
-    NotGranted {
-        user: String,
-        roles: String,
-        table: String,
-    },
-
-    #[error("permission denied: user `{user}` (roles: {roles}) may not {what}; that needs the writer or admin role")]
-    WriteDenied {
-        user: String,
-        roles: String,
-        what: String,
-    },
+    #[error(transparent)]
+    Denied(#[from] lakehouse_common::access::Denied),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,7 +55,7 @@ impl Error {
             Error::Spool(_) => ErrorKind::Unavailable,
             Error::Auth(e) => e.kind(),
             Error::MissingCredentials | Error::BadAuthorizationHeader => ErrorKind::Unauthenticated,
-            Error::NotGranted { .. } | Error::WriteDenied { .. } => ErrorKind::PermissionDenied,
+            Error::Denied(_) => ErrorKind::PermissionDenied,
         }
     }
 }
