@@ -227,10 +227,24 @@ async fn three_nodes_survive_the_leader_killed() -> Result<(), BoxError> {
     let status = client(&[&nodes[&3]])?.status().await?;
     assert_eq!(status.leader_id, Some(1), "the seed leads a new cluster");
 
-    let printed = cluster.run(&["status", "--catalog", &nodes[&2].addr])?;
-    let printed = String::from_utf8(printed.stdout)?;
+    // A catalog without a scheduler yet: status prints the catalog, names the
+    // unreachable scheduler and fails (the cluster cannot answer queries).
+    let status = cluster
+        .command()
+        .args([
+            "status",
+            "--catalog",
+            &nodes[&2].addr,
+            "--scheduler",
+            "127.0.0.1:1",
+        ])
+        .output()?;
+    let printed = String::from_utf8(status.stdout)?;
+    assert!(!status.status.success(), "{printed}");
     assert!(printed.contains("leader node 1"), "{printed}");
     assert_eq!(printed.matches("voter").count(), 3, "{printed}");
+    let complaint = String::from_utf8(status.stderr)?;
+    assert!(complaint.contains("scheduler"), "{complaint}");
 
     let all: Vec<&Node> = nodes.values().collect();
     let writer = client(&all)?;
