@@ -33,8 +33,9 @@ pub use cluster::{Member, NodeStatus};
 pub use error::{Error, Refusal, Result};
 pub use handle::Catalog;
 pub use model::{
-    CatalogState, DataFile, Lease, ObjectKind, Sensitivity, Table, TableCommit, TableMetadata,
-    TableVersion, View, WriteMode,
+    CatalogState, Chunking, DataFile, HnswParams, IndexShard, IndexStatus, IndexVersion, Lease,
+    ObjectKind, Sensitivity, ShardBackend, Table, TableCommit, TableMetadata, TableVersion,
+    VectorIndex, View, WriteMode,
 };
 pub use network::{NetworkFactory, PeerClient};
 pub use request::{NodeId, Request, Response, TypeConfig};

@@ -318,6 +318,8 @@ pub fn decode_with_metadata(
         views,
         leases,
         grants,
+        // Indexes are not in the manifest yet (format 4 adds them).
+        indexes: BTreeMap::new(),
         last_token: counters.last_token,
         catalog_version: counters.catalog_version,
     };
@@ -557,6 +559,7 @@ mod tests {
             .prop_map(
                 |(tables, leases, last_token, catalog_version, views, grants)| CatalogState {
                     grants,
+                    indexes: BTreeMap::new(),
                     views: views
                         .into_iter()
                         .map(|(name, (sql, schema, owner, created_at_ms))| {

@@ -198,6 +198,125 @@ pub struct TableCommit {
     pub metadata: Option<TableMetadata>,
 }
 
+/// How an index shard stores its vectors (ADR-019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardBackend {
+    /// Parquet `doc_id, chunk_text, vector, content_hash` with an HNSW sidecar next to it.
+    Hnsw,
+    /// A Lance dataset with an IVF index.
+    Lance,
+}
+
+impl fmt::Display for ShardBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Hnsw => "hnsw",
+            Self::Lance => "lance",
+        })
+    }
+}
+
+/// One shard of an index version: the output of one embed task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexShard {
+    /// The Parquet file of chunks and vectors, or the Lance dataset's directory.
+    pub data: ObjectRef,
+    /// The HNSW sidecar (`hnsw` shards only).
+    pub graph: Option<ObjectRef>,
+    pub backend: ShardBackend,
+    pub chunks: u64,
+}
+
+/// Where an index version is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexStatus {
+    /// Its jobs are running (or died with the process that ran them).
+    Building,
+    /// Searchable.
+    Ready,
+    /// A job failed; `IndexVersion::error` says why.
+    Failed,
+}
+
+impl fmt::Display for IndexStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Building => "building",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        })
+    }
+}
+
+/// How source text is cut into chunks before it is embedded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunking {
+    /// Characters per chunk.
+    pub chunk_size: u32,
+    /// Characters a chunk repeats from the one before it.
+    pub overlap: u32,
+}
+
+/// HNSW graph parameters of an index version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HnswParams {
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+/// One build of a vector index (ADR-014): what produced its vectors, from which
+/// data, and where its shards are. Versions are immutable once ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexVersion {
+    /// Assigned by the catalog, from 1.
+    pub version: u64,
+    /// The `[embedding]` profile that embedded it; queries are embedded with the same model.
+    pub profile: String,
+    pub model: String,
+    pub model_version: String,
+    pub dims: u32,
+    pub source_table: String,
+    pub source_column: String,
+    /// The source column whose value is each chunk's `doc_id`; none: the row's ordinal.
+    pub key_column: Option<String>,
+    /// The table version the chunks were read from.
+    pub source_table_version: u64,
+    pub chunking: Chunking,
+    pub hnsw: HnswParams,
+    pub shards: Vec<IndexShard>,
+    pub status: IndexStatus,
+    /// Why the build failed (`failed` only).
+    pub error: Option<String>,
+    /// Chunks this build ran through the model; the rest were reused by content hash.
+    pub chunks_embedded: u64,
+    /// Leader-stamped creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// A named vector index and its versions; at most one is active (searched by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorIndex {
+    pub name: String,
+    /// Oldest first.
+    pub versions: Vec<IndexVersion>,
+    pub active: Option<u64>,
+    /// The number the next version gets; versions are never reused, even after a drop.
+    pub next_version: u64,
+}
+
+impl VectorIndex {
+    pub fn version(&self, version: u64) -> Option<&IndexVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+
+    pub fn active_version(&self) -> Option<&IndexVersion> {
+        self.active.and_then(|v| self.version(v))
+    }
+}
+
 /// The whole replicated catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CatalogState {
@@ -210,6 +329,9 @@ pub struct CatalogState {
     /// (`*`: every table). Absent from states written before grants were kept here.
     #[serde(default)]
     pub grants: BTreeMap<String, BTreeSet<String>>,
+    /// Vector indexes by name. Absent from states written before indexes existed.
+    #[serde(default)]
+    pub indexes: BTreeMap<String, VectorIndex>,
     /// Last fencing token handed out.
     pub last_token: u64,
     /// Bumped by every applied change; names the manifest written for it.
