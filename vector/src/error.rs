@@ -32,6 +32,24 @@ pub enum Error {
         given: String,
     },
 
+    #[error(
+        "no Lance shard at {uri}: check the uri and its storage options, or write the shard first"
+    )]
+    ShardNotFound { uri: String },
+
+    #[error(
+        "a Lance shard already exists at {uri}: open it, or write the new shard to another path"
+    )]
+    ShardExists { uri: String },
+
+    #[error("Lance shard {uri}: could not {op} it: {source}")]
+    Lance {
+        uri: String,
+        op: &'static str,
+        #[source]
+        source: Box<lance::Error>,
+    },
+
     #[error("sidecar {location}: {source}")]
     Storage {
         location: String,
@@ -49,6 +67,18 @@ impl Error {
             Error::Build(_) | Error::CorruptSidecar { .. } | Error::UnsupportedVersion { .. } => {
                 ErrorKind::Internal
             }
+            Error::ShardNotFound { .. } => ErrorKind::NotFound,
+            Error::ShardExists { .. } => ErrorKind::AlreadyExists,
+            Error::Lance { source, .. } => match source.as_ref() {
+                lance::Error::InvalidInput { .. } | lance::Error::SchemaMismatch { .. } => {
+                    ErrorKind::InvalidInput
+                }
+                lance::Error::CommitConflict { .. }
+                | lance::Error::RetryableCommitConflict { .. }
+                | lance::Error::TooMuchWriteContention { .. } => ErrorKind::Conflict,
+                lance::Error::IO { .. } => ErrorKind::Unavailable,
+                _ => ErrorKind::Internal,
+            },
             Error::Storage { source, .. } => match source {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::Unavailable,

@@ -9,11 +9,13 @@ mod builder;
 mod distance;
 mod error;
 mod frozen;
+pub mod lance_shard;
 pub mod sidecar;
 
 pub use builder::ShardBuilder;
 pub use error::{Error, Result};
 pub use frozen::{FrozenHnsw, IndexParams, Metric, MAX_K};
+pub use lance_shard::{LanceParams, LanceShard};
 
 #[cfg(test)]
 mod tests;

@@ -6,11 +6,11 @@ use lakehouse_common::{Bucket, ErrorKind, ObjectRef};
 use crate::sidecar::{decode, encode, read_sidecar, write_sidecar, FORMAT_VERSION};
 use crate::{Error, FrozenHnsw, ShardBuilder};
 
-/// SplitMix64: a seeded generator, so every run tests the same data.
-struct Rng(u64);
+/// SplitMix64: a seeded generator, so every run tests the same data (the Lance shard tests use it too).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -19,7 +19,7 @@ impl Rng {
     }
 
     /// Standard normal by Box-Muller.
-    fn normal(&mut self) -> f32 {
+    pub(crate) fn normal(&mut self) -> f32 {
         let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
