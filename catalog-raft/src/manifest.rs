@@ -5,14 +5,17 @@
 //! readable manifest.
 //!
 //! Layout: one row per record, columns `entity` ("table" | "version" | "view" |
-//! "lease" | "grant" | "counters"), `name` (table or view name, the role of a
-//! grant, or "counters"), `version`
-//! (table version for "version" rows, else null), `body` (the record as JSON).
+//! "lease" | "grant" | "index" | "index_version" | "counters"), `name` (table,
+//! view or index name, the role of a grant, or "counters"), `version` (table
+//! version for "version" rows, index version for "index_version" rows, else
+//! null), `body` (the record as JSON; a table's or an index's row leaves out its
+//! versions, which get a row each).
 //! File key-value metadata carries `lakehouse.manifest.format_version` and
 //! `lakehouse.catalog_version`.
 //!
 //! Format versions: 1 has no "view" rows; 2 adds them; 3 adds "grant" rows (a
-//! role's granted tables as a JSON list). This build writes 3 and reads all three.
+//! role's granted tables as a JSON list); 4 adds "index" and "index_version"
+//! rows (vector indexes, ADR-014). This build writes 4 and reads all four.
 //!
 //! A Raft snapshot of the catalog is the same file with more key-value metadata
 //! (its log position and membership, see `store`), so one decoder reads both.
@@ -34,14 +37,14 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{CatalogState, Lease, Table, TableVersion, View};
+use crate::model::{CatalogState, IndexVersion, Lease, Table, TableVersion, VectorIndex, View};
 
 /// Where manifests live in the bucket.
 pub const MANIFEST_DIR: &str = "_catalog/manifests";
 /// The layout described above, as written by this build.
-pub const FORMAT_VERSION: &str = "3";
+pub const FORMAT_VERSION: &str = "4";
 /// Every format this build reads; a newer one is refused.
-const READABLE_FORMATS: [&str; 3] = ["1", "2", "3"];
+const READABLE_FORMATS: [&str; 4] = ["1", "2", "3", "4"];
 pub const KEY_FORMAT_VERSION: &str = "lakehouse.manifest.format_version";
 pub const KEY_CATALOG_VERSION: &str = "lakehouse.catalog_version";
 
@@ -50,6 +53,8 @@ const ENTITY_VERSION: &str = "version";
 const ENTITY_VIEW: &str = "view";
 const ENTITY_LEASE: &str = "lease";
 const ENTITY_GRANT: &str = "grant";
+const ENTITY_INDEX: &str = "index";
+const ENTITY_INDEX_VERSION: &str = "index_version";
 const ENTITY_COUNTERS: &str = "counters";
 
 /// The key of the manifest for `catalog_version`; zero-padded so keys sort by version.
@@ -103,16 +108,19 @@ fn encode_as(state: &CatalogState, format_version: &str, extra: Vec<KeyValue>) -
     let mut name = Vec::new();
     let mut version = Vec::new();
     let mut body = Vec::new();
-    for table in state.tables.values() {
-        // The table row holds everything but its versions, which get a row each.
-        let mut record = serde_json::to_value(table).map_err(|e| fail(format!("encoding: {e}")))?;
+    // A table's or an index's row holds everything but its versions.
+    let without_versions = |value: Result<serde_json::Value, serde_json::Error>| {
+        let mut record = value.map_err(|e| fail(format!("encoding: {e}")))?;
         if let Some(map) = record.as_object_mut() {
             map.remove("versions");
         }
+        Ok::<_, Error>(record.to_string())
+    };
+    for table in state.tables.values() {
         entity.push(ENTITY_TABLE);
         name.push(table.name.clone());
         version.push(None);
-        body.push(record.to_string());
+        body.push(without_versions(serde_json::to_value(table))?);
         for v in &table.versions {
             entity.push(ENTITY_VERSION);
             name.push(table.name.clone());
@@ -137,6 +145,18 @@ fn encode_as(state: &CatalogState, format_version: &str, extra: Vec<KeyValue>) -
         name.push(role.clone());
         version.push(None);
         body.push(json(serde_json::to_string(tables))?);
+    }
+    for index in state.indexes.values() {
+        entity.push(ENTITY_INDEX);
+        name.push(index.name.clone());
+        version.push(None);
+        body.push(without_versions(serde_json::to_value(index))?);
+        for v in &index.versions {
+            entity.push(ENTITY_INDEX_VERSION);
+            name.push(index.name.clone());
+            version.push(Some(v.version));
+            body.push(json(serde_json::to_string(v))?);
+        }
     }
     entity.push(ENTITY_COUNTERS);
     name.push(ENTITY_COUNTERS.to_string());
@@ -217,6 +237,8 @@ pub fn decode_with_metadata(
     let mut views = BTreeMap::new();
     let mut leases = BTreeMap::new();
     let mut grants = BTreeMap::new();
+    let mut indexes: BTreeMap<String, VectorIndex> = BTreeMap::new();
+    let mut index_versions: Vec<(String, IndexVersion)> = Vec::new();
     let mut counters: Option<Counters> = None;
     for batch in reader {
         let batch = batch.map_err(|e| fail(format!("reading rows: {e}")))?;
@@ -252,26 +274,42 @@ pub fn decode_with_metadata(
                     name.value(row)
                 ))
             };
+            // A record without its versions, which are read from rows of their own.
+            let without_versions = || {
+                let mut record: serde_json::Value = serde_json::from_str(body_text).map_err(bad)?;
+                if let Some(map) = record.as_object_mut() {
+                    map.insert("versions".to_string(), serde_json::Value::Array(Vec::new()));
+                }
+                Ok::<_, Error>(record)
+            };
+            let check_version = |found: u64| {
+                if version.is_valid(row) && version.value(row) != found {
+                    return Err(fail(format!(
+                        "row {row}: version column {} disagrees with the record's version {found}",
+                        version.value(row),
+                    )));
+                }
+                Ok(())
+            };
             match entity.value(row) {
                 ENTITY_TABLE => {
-                    let mut record: serde_json::Value =
-                        serde_json::from_str(body_text).map_err(bad)?;
-                    if let Some(map) = record.as_object_mut() {
-                        map.insert("versions".to_string(), serde_json::Value::Array(Vec::new()));
-                    }
-                    let table: Table = serde_json::from_value(record).map_err(bad)?;
+                    let table: Table = serde_json::from_value(without_versions()?).map_err(bad)?;
                     tables.insert(table.name.clone(), table);
                 }
                 ENTITY_VERSION => {
                     let v: TableVersion = serde_json::from_str(body_text).map_err(bad)?;
-                    if version.is_valid(row) && version.value(row) != v.version {
-                        return Err(fail(format!(
-                            "row {row}: version column {} disagrees with the record's version {}",
-                            version.value(row),
-                            v.version
-                        )));
-                    }
+                    check_version(v.version)?;
                     versions.push((name.value(row).to_string(), v));
+                }
+                ENTITY_INDEX => {
+                    let index: VectorIndex =
+                        serde_json::from_value(without_versions()?).map_err(bad)?;
+                    indexes.insert(index.name.clone(), index);
+                }
+                ENTITY_INDEX_VERSION => {
+                    let v: IndexVersion = serde_json::from_str(body_text).map_err(bad)?;
+                    check_version(v.version)?;
+                    index_versions.push((name.value(row).to_string(), v));
                 }
                 ENTITY_VIEW => {
                     let view: View = serde_json::from_str(body_text).map_err(bad)?;
@@ -306,6 +344,18 @@ pub fn decode_with_metadata(
     for table in tables.values_mut() {
         table.versions.sort_by_key(|v| v.version);
     }
+    for (name, version) in index_versions {
+        let index = indexes.get_mut(&name).ok_or_else(|| {
+            fail(format!(
+                "version {} of vector index `{name}` has no index row",
+                version.version
+            ))
+        })?;
+        index.versions.push(version);
+    }
+    for index in indexes.values_mut() {
+        index.versions.sort_by_key(|v| v.version);
+    }
     let counters = counters.ok_or_else(|| fail("no counters row".to_string()))?;
     if counters.catalog_version != declared_version {
         return Err(fail(format!(
@@ -318,8 +368,7 @@ pub fn decode_with_metadata(
         views,
         leases,
         grants,
-        // Indexes are not in the manifest yet (format 4 adds them).
-        indexes: BTreeMap::new(),
+        indexes,
         last_token: counters.last_token,
         catalog_version: counters.catalog_version,
     };
@@ -435,7 +484,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::model::{DataFile, Sensitivity, TableMetadata, WriteMode};
+    use crate::model::{
+        Chunking, DataFile, HnswParams, IndexShard, IndexStatus, Sensitivity, ShardBackend,
+        TableMetadata, WriteMode,
+    };
 
     fn data_type() -> impl Strategy<Value = DataType> {
         prop_oneof![
@@ -530,6 +582,131 @@ mod tests {
             )
     }
 
+    fn object() -> impl Strategy<Value = ObjectRef> {
+        ("[a-z]{1,8}", "[a-z0-9/_.-]{1,30}").prop_map(|(bucket, key)| ObjectRef {
+            bucket,
+            key: format!("indexes/{key}"),
+        })
+    }
+
+    fn shard() -> impl Strategy<Value = IndexShard> {
+        (
+            object(),
+            prop::option::of(object()),
+            prop_oneof![Just(ShardBackend::Hnsw), Just(ShardBackend::Lance)],
+            any::<u64>(),
+        )
+            .prop_map(|(data, graph, backend, chunks)| IndexShard {
+                data,
+                graph,
+                backend,
+                chunks,
+            })
+    }
+
+    fn index_version() -> impl Strategy<Value = IndexVersion> {
+        let recipe = (
+            "\\PC{1,10}",
+            "\\PC{1,20}",
+            "\\PC{0,10}",
+            any::<u32>(),
+            "[a-z_][a-z0-9_]{0,10}",
+            "[a-z_][a-z0-9_]{0,10}",
+            prop::option::of("[a-z_][a-z0-9_]{0,10}"),
+            any::<u64>(),
+            (any::<u32>(), any::<u32>()),
+            (any::<u32>(), any::<u32>(), any::<u32>()),
+        );
+        let outcome = (
+            prop::collection::vec(shard(), 0..3),
+            prop_oneof![
+                Just(IndexStatus::Building),
+                Just(IndexStatus::Ready),
+                Just(IndexStatus::Failed)
+            ],
+            prop::option::of("\\PC{0,40}"),
+            any::<u64>(),
+            any::<i64>(),
+        );
+        (recipe, outcome).prop_map(
+            |(
+                (
+                    profile,
+                    model,
+                    model_version,
+                    dims,
+                    source_table,
+                    source_column,
+                    key_column,
+                    source_table_version,
+                    (chunk_size, overlap),
+                    (m, ef_construction, ef_search),
+                ),
+                (shards, status, error, chunks_embedded, created_at_ms),
+            )| IndexVersion {
+                version: 0,
+                profile,
+                model,
+                model_version,
+                dims,
+                source_table,
+                source_column,
+                key_column,
+                source_table_version,
+                chunking: Chunking {
+                    chunk_size,
+                    overlap,
+                },
+                hnsw: HnswParams {
+                    m,
+                    ef_construction,
+                    ef_search,
+                },
+                shards,
+                status,
+                error,
+                chunks_embedded,
+                created_at_ms,
+            },
+        )
+    }
+
+    /// Indexes with versions numbered upwards from 1 with gaps (dropped ones).
+    fn indexes() -> impl Strategy<Value = BTreeMap<String, VectorIndex>> {
+        let index = (
+            prop::collection::vec((1..3u64, index_version()), 1..4),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+            0..3u64,
+        );
+        prop::collection::btree_map("[a-z_][a-z0-9_]{0,10}", index, 0..3).prop_map(|indexes| {
+            indexes
+                .into_iter()
+                .map(|(name, (versions, active_pick, has_active, unused))| {
+                    let mut number = 0;
+                    let versions: Vec<IndexVersion> = versions
+                        .into_iter()
+                        .map(|(step, v)| {
+                            number += step;
+                            IndexVersion {
+                                version: number,
+                                ..v
+                            }
+                        })
+                        .collect();
+                    let active = has_active.then(|| active_pick.get(&versions).version);
+                    let index = VectorIndex {
+                        name: name.clone(),
+                        versions,
+                        active,
+                        next_version: number + 1 + unused,
+                    };
+                    (name, index)
+                })
+                .collect()
+        })
+    }
+
     fn state() -> impl Strategy<Value = CatalogState> {
         let table = (
             metadata(),
@@ -555,58 +732,61 @@ mod tests {
                 prop::collection::btree_set("[a-z_*][a-z0-9_]{0,10}", 1..3),
                 0..3,
             ),
+            indexes(),
         )
             .prop_map(
-                |(tables, leases, last_token, catalog_version, views, grants)| CatalogState {
-                    grants,
-                    indexes: BTreeMap::new(),
-                    views: views
-                        .into_iter()
-                        .map(|(name, (sql, schema, owner, created_at_ms))| {
-                            let view = View {
-                                name: name.clone(),
-                                sql,
-                                schema,
-                                owner,
-                                created_at_ms,
-                            };
-                            (name, view)
-                        })
-                        .collect(),
-                    tables: tables
-                        .into_iter()
-                        .map(|(name, (metadata, created_at_ms, versions))| {
-                            let versions = versions
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, v)| TableVersion {
-                                    version: i as u64 + 1,
-                                    ..v
-                                })
-                                .collect();
-                            let table = Table {
-                                name: name.clone(),
-                                metadata,
-                                created_at_ms,
-                                versions,
-                            };
-                            (name, table)
-                        })
-                        .collect(),
-                    leases: leases
-                        .into_iter()
-                        .map(|(table, (holder, token, expires_at_ms))| {
-                            let lease = Lease {
-                                table: table.clone(),
-                                holder,
-                                token,
-                                expires_at_ms,
-                            };
-                            (table, lease)
-                        })
-                        .collect(),
-                    last_token,
-                    catalog_version,
+                |(tables, leases, last_token, catalog_version, views, grants, indexes)| {
+                    CatalogState {
+                        grants,
+                        indexes,
+                        views: views
+                            .into_iter()
+                            .map(|(name, (sql, schema, owner, created_at_ms))| {
+                                let view = View {
+                                    name: name.clone(),
+                                    sql,
+                                    schema,
+                                    owner,
+                                    created_at_ms,
+                                };
+                                (name, view)
+                            })
+                            .collect(),
+                        tables: tables
+                            .into_iter()
+                            .map(|(name, (metadata, created_at_ms, versions))| {
+                                let versions = versions
+                                    .into_iter()
+                                    .enumerate()
+                                    .map(|(i, v)| TableVersion {
+                                        version: i as u64 + 1,
+                                        ..v
+                                    })
+                                    .collect();
+                                let table = Table {
+                                    name: name.clone(),
+                                    metadata,
+                                    created_at_ms,
+                                    versions,
+                                };
+                                (name, table)
+                            })
+                            .collect(),
+                        leases: leases
+                            .into_iter()
+                            .map(|(table, (holder, token, expires_at_ms))| {
+                                let lease = Lease {
+                                    table: table.clone(),
+                                    holder,
+                                    token,
+                                    expires_at_ms,
+                                };
+                                (table, lease)
+                            })
+                            .collect(),
+                        last_token,
+                        catalog_version,
+                    }
                 },
             )
     }
@@ -653,9 +833,12 @@ mod tests {
         let decoded = decode("v1", encode_as(&state, "1", Vec::new()).unwrap()).unwrap();
         assert_eq!(decoded, state);
         assert!(decoded.views.is_empty());
-        for older in ["2", "1"] {
+        for older in ["3", "2", "1"] {
             let decoded = decode("old", encode_as(&state, older, Vec::new()).unwrap()).unwrap();
-            assert!(decoded.grants.is_empty(), "format {older} has no grants");
+            assert!(decoded.indexes.is_empty(), "format {older} has no indexes");
+            if older != "3" {
+                assert!(decoded.grants.is_empty(), "format {older} has no grants");
+            }
         }
 
         let err = decode("v9", encode_as(&state, "9", Vec::new()).unwrap()).unwrap_err();
