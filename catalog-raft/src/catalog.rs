@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Refusal, Result};
 use crate::model::{
-    CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View, WriteMode,
+    CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
+    VectorIndex, View, WriteMode,
 };
 use crate::network::NetworkFactory;
 use crate::request::{NodeId, Request, Response, TypeConfig};
@@ -274,6 +275,7 @@ impl Local {
                     other @ (Response::Lease(_)
                     | Response::Version(_)
                     | Response::Table(_)
+                    | Response::IndexVersion(_)
                     | Response::Refused(_)) => return Err(unexpected("restore", other)),
                 }
                 *written = version;
@@ -394,9 +396,16 @@ impl Local {
                             | Refusal::MissingMetadata { .. }
                             | Refusal::ViewExists { .. }
                             | Refusal::ViewNotFound { .. }
-                            | Refusal::NameTaken { .. }),
+                            | Refusal::NameTaken { .. }
+                            | Refusal::IndexNotFound { .. }
+                            | Refusal::IndexVersionNotFound { .. }
+                            | Refusal::IndexVersionNotReady { .. }
+                            | Refusal::IndexVersionNotBuilding { .. }),
                         ) => return Err(refusal.into()),
-                        other @ (Response::Done | Response::Version(_) | Response::Table(_)) => {
+                        other @ (Response::Done
+                        | Response::Version(_)
+                        | Response::Table(_)
+                        | Response::IndexVersion(_)) => {
                             return Err(unexpected("acquire lease", other))
                         }
                     }
@@ -418,7 +427,11 @@ impl Local {
                 | Refusal::MissingMetadata { .. }
                 | Refusal::ViewExists { .. }
                 | Refusal::ViewNotFound { .. }
-                | Refusal::NameTaken { .. } => LEASE_POLL,
+                | Refusal::NameTaken { .. }
+                | Refusal::IndexNotFound { .. }
+                | Refusal::IndexVersionNotFound { .. }
+                | Refusal::IndexVersionNotReady { .. }
+                | Refusal::IndexVersionNotBuilding { .. } => LEASE_POLL,
             };
             // Wake on any catalog change (a release), at the lease's expiry, or to re-check the clock.
             let wait = remaining.min(expires_in).min(LEASE_POLL);
@@ -443,9 +456,10 @@ impl Local {
                 Ok(renewed)
             }
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Done | Response::Version(_) | Response::Table(_)) => {
-                Err(unexpected("renew lease", other))
-            }
+            other @ (Response::Done
+            | Response::Version(_)
+            | Response::Table(_)
+            | Response::IndexVersion(_)) => Err(unexpected("renew lease", other)),
         }
     }
 
@@ -462,9 +476,10 @@ impl Local {
                 Ok(())
             }
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Lease(_) | Response::Version(_) | Response::Table(_)) => {
-                Err(unexpected("release lease", other))
-            }
+            other @ (Response::Lease(_)
+            | Response::Version(_)
+            | Response::Table(_)
+            | Response::IndexVersion(_)) => Err(unexpected("release lease", other)),
         }
     }
 
@@ -500,9 +515,10 @@ impl Local {
                 Ok(version)
             }
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Done | Response::Lease(_) | Response::Table(_)) => {
-                Err(unexpected("commit", other))
-            }
+            other @ (Response::Done
+            | Response::Lease(_)
+            | Response::Table(_)
+            | Response::IndexVersion(_)) => Err(unexpected("commit", other)),
         }
     }
 
@@ -520,9 +536,10 @@ impl Local {
                 self.publish().await
             }
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Lease(_) | Response::Version(_) | Response::Table(_)) => {
-                Err(unexpected("drop table", other))
-            }
+            other @ (Response::Lease(_)
+            | Response::Version(_)
+            | Response::Table(_)
+            | Response::IndexVersion(_)) => Err(unexpected("drop table", other)),
         }
     }
 
@@ -543,9 +560,10 @@ impl Local {
                 Ok(updated)
             }
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Done | Response::Lease(_) | Response::Version(_)) => {
-                Err(unexpected("update metadata", other))
-            }
+            other @ (Response::Done
+            | Response::Lease(_)
+            | Response::Version(_)
+            | Response::IndexVersion(_)) => Err(unexpected("update metadata", other)),
         }
     }
 
@@ -596,10 +614,99 @@ impl Local {
         match self.write(request).await? {
             Response::Done => self.publish().await,
             Response::Refused(refusal) => Err(refusal.into()),
-            other @ (Response::Lease(_) | Response::Version(_) | Response::Table(_)) => {
-                Err(unexpected(what, other))
-            }
+            other @ (Response::Lease(_)
+            | Response::Version(_)
+            | Response::Table(_)
+            | Response::IndexVersion(_)) => Err(unexpected(what, other)),
         }
+    }
+
+    /// Starts a new version of vector index `name` (created if new): the catalog
+    /// numbers it and records it as building. Its source table must exist.
+    #[tracing::instrument(skip_all, fields(index = %name, source_table = %version.source_table, version))]
+    pub(crate) async fn create_index_version(
+        &self,
+        name: &str,
+        version: IndexVersion,
+    ) -> Result<IndexVersion> {
+        validate_identifier("index name", name)?;
+        let request = Request::CreateIndexVersion {
+            name: name.to_string(),
+            version,
+            now_ms: self.inner.clock.now_ms(),
+        };
+        let created = self
+            .write_index_version("create index version", request)
+            .await?;
+        tracing::Span::current().record("version", created.version);
+        tracing::info!("index version building");
+        Ok(created)
+    }
+
+    /// Ends a building version: ready with `shards` when `error` is none, else failed.
+    #[tracing::instrument(skip_all, fields(index = %name, version, shards = shards.len(), failed = error.is_some()))]
+    pub(crate) async fn finish_index_version(
+        &self,
+        name: &str,
+        version: u64,
+        shards: Vec<IndexShard>,
+        chunks_embedded: u64,
+        error: Option<String>,
+    ) -> Result<IndexVersion> {
+        let request = Request::FinishIndexVersion {
+            name: name.to_string(),
+            version,
+            shards,
+            chunks_embedded,
+            error,
+        };
+        let finished = self
+            .write_index_version("finish index version", request)
+            .await?;
+        tracing::info!(status = %finished.status, "index version finished");
+        Ok(finished)
+    }
+
+    #[tracing::instrument(skip_all, fields(index = %name, version))]
+    pub(crate) async fn activate_index_version(&self, name: &str, version: u64) -> Result<()> {
+        let request = Request::ActivateIndexVersion {
+            name: name.to_string(),
+            version,
+        };
+        self.write_done("activate index version", request).await
+    }
+
+    #[tracing::instrument(skip_all, fields(index = %name, version))]
+    pub(crate) async fn drop_index(&self, name: &str, version: Option<u64>) -> Result<()> {
+        let request = Request::DropIndex {
+            name: name.to_string(),
+            version,
+        };
+        self.write_done("drop index", request).await
+    }
+
+    /// Writes a request whose success is an index version, then the manifest.
+    async fn write_index_version(&self, what: &str, request: Request) -> Result<IndexVersion> {
+        match self.write(request).await? {
+            Response::IndexVersion(version) => {
+                self.publish().await?;
+                Ok(version)
+            }
+            Response::Refused(refusal) => Err(refusal.into()),
+            other @ (Response::Done
+            | Response::Lease(_)
+            | Response::Version(_)
+            | Response::Table(_)) => Err(unexpected(what, other)),
+        }
+    }
+
+    /// All vector indexes of the applied state, sorted by name.
+    pub(crate) fn indexes(&self) -> Vec<VectorIndex> {
+        self.read_state(|s| s.indexes.values().cloned().collect())
+    }
+
+    pub(crate) fn index(&self, name: &str) -> Option<VectorIndex> {
+        self.read_state(|s| s.indexes.get(name).cloned())
     }
 
     /// All views of the applied state, sorted by name.
@@ -625,7 +732,8 @@ impl Local {
     }
 
     /// Deletes objects under `tables/` that no version of any table references,
-    /// skipping tables whose writer lease is live. Returns how many were removed.
+    /// skipping tables whose writer lease is live, and the files of dropped
+    /// index versions under `indexes/` (see `gc`). Returns how many were removed.
     #[tracing::instrument(skip_all)]
     pub(crate) async fn collect_garbage(&self) -> Result<usize> {
         gc::collect_garbage(

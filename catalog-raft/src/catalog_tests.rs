@@ -10,13 +10,14 @@ use std::time::Instant;
 use arrow_schema::{DataType, Field, Schema};
 use lakehouse_common::clock::ManualClock;
 use lakehouse_common::config::CatalogConfig;
-use lakehouse_common::{Bucket, ErrorKind};
+use lakehouse_common::{Bucket, Clock, ErrorKind};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tempfile::TempDir;
 
 use crate::model::{
-    DataFile, ObjectKind, Sensitivity, TableCommit, TableMetadata, View, WriteMode,
+    Chunking, DataFile, HnswParams, IndexShard, IndexStatus, IndexVersion, ObjectKind, Sensitivity,
+    ShardBackend, TableCommit, TableMetadata, View, WriteMode,
 };
 use crate::{manifest, Catalog, Error};
 
@@ -686,6 +687,281 @@ async fn empty_catalog_never_deletes_data_it_does_not_know() {
     catalog.shutdown().await.unwrap();
 }
 
+/// What a build asks for; the catalog numbers it and fills in the rest.
+fn index_recipe(source_table: &str) -> IndexVersion {
+    IndexVersion {
+        version: 0,
+        profile: "local".to_string(),
+        model: "all-MiniLM-L6-v2".to_string(),
+        model_version: "2024-01".to_string(),
+        dims: 384,
+        source_table: source_table.to_string(),
+        source_column: "phone".to_string(),
+        key_column: Some("id".to_string()),
+        source_table_version: 2,
+        chunking: Chunking {
+            chunk_size: 512,
+            overlap: 64,
+        },
+        hnsw: HnswParams {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+        },
+        shards: Vec::new(),
+        status: IndexStatus::Building,
+        error: None,
+        chunks_embedded: 0,
+        created_at_ms: 0,
+    }
+}
+
+/// An HNSW shard (Parquet and its graph) under `indexes/<index>/v<version>/`, written to the bucket.
+async fn hnsw_shard(bucket: &Bucket, index: &str, version: u64, n: u32) -> IndexShard {
+    let dir = format!("indexes/{index}/v{version}");
+    let data = data_file(bucket, &format!("{dir}/shard-{n}.parquet"), 4).await;
+    let graph = data_file(bucket, &format!("{dir}/shard-{n}.hnsw"), 0).await;
+    IndexShard {
+        data: data.object,
+        graph: Some(graph.object),
+        backend: ShardBackend::Hnsw,
+        chunks: 4,
+    }
+}
+
+/// A Lance shard: a dataset directory of several objects.
+async fn lance_shard(bucket: &Bucket, index: &str, version: u64) -> IndexShard {
+    let dir = format!("indexes/{index}/v{version}/shard-9.lance");
+    for file in [
+        "_versions/1.manifest",
+        "data/a.lance",
+        "_indices/ivf/index.idx",
+    ] {
+        data_file(bucket, &format!("{dir}/{file}"), 0).await;
+    }
+    IndexShard {
+        data: bucket.object_ref(dir),
+        graph: None,
+        backend: ShardBackend::Lance,
+        chunks: 6,
+    }
+}
+
+#[tokio::test]
+async fn index_versions_build_activate_drop_and_come_back_from_the_bucket() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let bucket = catalog.bucket().clone();
+    populate(&catalog).await;
+
+    let err = catalog
+        .create_index_version("cand_idx", index_recipe("nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TableNotFound { table } if table == "nope"),
+        "{err}"
+    );
+    let err = catalog
+        .create_index_version("Bad-Name", index_recipe("candidates"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(catalog.indexes().is_empty());
+
+    let before = env.clock.now_ms();
+    let v1 = catalog
+        .create_index_version("cand_idx", index_recipe("candidates"))
+        .await
+        .unwrap();
+    env.clock.advance_ms(5);
+    let v2 = catalog
+        .create_index_version("cand_idx", index_recipe("candidates"))
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(v1.status, IndexStatus::Building);
+    assert_eq!(v1.created_at_ms, before);
+    assert_eq!(v2.created_at_ms, before + 5);
+
+    let shards = vec![
+        hnsw_shard(&bucket, "cand_idx", 1, 0).await,
+        lance_shard(&bucket, "cand_idx", 1).await,
+    ];
+    let ready = catalog
+        .finish_index_version("cand_idx", 1, shards.clone(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(ready.status, IndexStatus::Ready);
+    assert_eq!(ready.shards, shards);
+    let failed = catalog
+        .finish_index_version(
+            "cand_idx",
+            2,
+            vec![],
+            3,
+            Some("the model server went away".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.status, IndexStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("the model server went away"));
+
+    let index = catalog.index("cand_idx").unwrap();
+    assert_eq!(index.active, Some(1), "the first ready version is active");
+    assert_eq!(index.versions, vec![ready.clone(), failed.clone()]);
+    assert_eq!(catalog.indexes(), vec![index.clone()]);
+
+    // Refusals name what is wrong and carry their kind.
+    let err = catalog
+        .activate_index_version("cand_idx", 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::IndexVersionNotReady {
+                status: IndexStatus::Failed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is failed, not ready"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let err = catalog
+        .finish_index_version("cand_idx", 1, vec![], 0, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::IndexVersionNotBuilding { .. }),
+        "{err}"
+    );
+    let err = catalog
+        .activate_index_version("cand_idx", 7)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::IndexVersionNotFound { version: 7, .. }),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let err = catalog.drop_index("other_idx", None).await.unwrap_err();
+    assert!(matches!(&err, Error::IndexNotFound { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    for (e, code) in [
+        (
+            Error::IndexNotFound { index: "i".into() },
+            tonic::Code::NotFound,
+        ),
+        (
+            Error::IndexVersionNotReady {
+                index: "i".into(),
+                version: 1,
+                status: IndexStatus::Building,
+            },
+            tonic::Code::FailedPrecondition,
+        ),
+    ] {
+        assert_eq!(crate::client::to_status(&e).code(), code, "{e}");
+    }
+
+    let v3 = catalog
+        .create_index_version("cand_idx", index_recipe("candidates"))
+        .await
+        .unwrap();
+    let shard = hnsw_shard(&bucket, "cand_idx", 3, 0).await;
+    catalog
+        .finish_index_version("cand_idx", v3.version, vec![shard], 4, None)
+        .await
+        .unwrap();
+    catalog.activate_index_version("cand_idx", 3).await.unwrap();
+    assert_eq!(catalog.index("cand_idx").unwrap().active, Some(3));
+
+    // The bucket alone brings every index version back.
+    let before = catalog.indexes();
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+    std::fs::remove_dir_all(&env.log_dir).unwrap();
+    let catalog = env.open().await;
+    assert_eq!(catalog.indexes(), before, "indexes are in the manifest");
+    for key in [
+        "indexes/cand_idx/v1/shard-0.hnsw",
+        "indexes/cand_idx/v1/shard-9.lance/data/a.lance",
+        "indexes/cand_idx/v3/shard-0.parquet",
+    ] {
+        assert!(exists(&bucket, key).await, "start-up gc kept {key}");
+    }
+
+    // The active version goes: the newest remaining ready one (1; 2 failed) takes over.
+    catalog.drop_index("cand_idx", Some(3)).await.unwrap();
+    assert_eq!(catalog.index("cand_idx").unwrap().active, Some(1));
+    catalog.drop_index("cand_idx", Some(1)).await.unwrap();
+    assert_eq!(catalog.index("cand_idx").unwrap().active, None);
+    catalog.drop_index("cand_idx", Some(2)).await.unwrap();
+    assert!(
+        catalog.index("cand_idx").is_none(),
+        "the last version took the index"
+    );
+    catalog.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_collection_keeps_index_versions_and_takes_dropped_ones() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    let bucket = catalog.bucket().clone();
+    populate(&catalog).await;
+
+    // v1 ready with an HNSW and a Lance shard, plus a file no shard names
+    // (a graph's companion); v2 still building, partway through; v3 ready,
+    // reusing v1's HNSW shard.
+    for _ in 0..3 {
+        catalog
+            .create_index_version("cand_idx", index_recipe("candidates"))
+            .await
+            .unwrap();
+    }
+    let hnsw = hnsw_shard(&bucket, "cand_idx", 1, 0).await;
+    let lance = lance_shard(&bucket, "cand_idx", 1).await;
+    data_file(&bucket, "indexes/cand_idx/v1/shard-0.hnsw.data", 0).await;
+    catalog
+        .finish_index_version("cand_idx", 1, vec![hnsw.clone(), lance], 10, None)
+        .await
+        .unwrap();
+    data_file(&bucket, "indexes/cand_idx/v2/shard-0.parquet", 4).await;
+    let own = hnsw_shard(&bucket, "cand_idx", 3, 1).await;
+    catalog
+        .finish_index_version("cand_idx", 3, vec![hnsw, own], 8, None)
+        .await
+        .unwrap();
+    // Not laid out as a version's file: left alone.
+    data_file(&bucket, "indexes/cand_idx/README", 0).await;
+
+    assert_eq!(catalog.collect_garbage().await.unwrap(), 0);
+
+    catalog.drop_index("cand_idx", Some(1)).await.unwrap();
+    let removed = catalog.collect_garbage().await.unwrap();
+    assert_eq!(removed, 4, "v1's Lance dataset and the graph companion");
+    for kept in [
+        "indexes/cand_idx/v1/shard-0.parquet",
+        "indexes/cand_idx/v1/shard-0.hnsw",
+        "indexes/cand_idx/v2/shard-0.parquet",
+        "indexes/cand_idx/v3/shard-1.parquet",
+        "indexes/cand_idx/README",
+    ] {
+        assert!(exists(&bucket, kept).await, "{kept}");
+    }
+    assert!(!exists(&bucket, "indexes/cand_idx/v1/shard-9.lance/data/a.lance").await);
+    assert!(!exists(&bucket, "indexes/cand_idx/v1/shard-0.hnsw.data").await);
+
+    catalog.drop_index("cand_idx", None).await.unwrap();
+    assert_eq!(catalog.collect_garbage().await.unwrap(), 5);
+    assert!(exists(&bucket, "indexes/cand_idx/README").await);
+    assert!(exists(&bucket, "tables/candidates/1.parquet").await);
+    catalog.shutdown().await.unwrap();
+}
+
 /// Other crates hold a `Catalog` in shared server state and await its futures in
 /// spawned tasks: both must be `Send`. Checked at compile time.
 #[allow(dead_code)]
@@ -706,6 +982,10 @@ fn catalog_and_its_futures_are_send(catalog: &Catalog, lease: &crate::Lease, com
     send(catalog.drop_table(lease));
     send(catalog.update_metadata("t", metadata("o")));
     send(catalog.collect_garbage());
+    send(catalog.create_index_version("i", index_recipe("t")));
+    send(catalog.finish_index_version("i", 1, Vec::new(), 0, None));
+    send(catalog.activate_index_version("i", 1));
+    send(catalog.drop_index("i", None));
     send(catalog.shutdown());
 }
 
@@ -777,11 +1057,60 @@ async fn remote_handle_reads_its_writes_and_follows_other_writers() {
         "{err}"
     );
     remote.release_lease(&lease).await.unwrap();
+
+    // Index versions: written through the leader, read from the copy at once;
+    // refusals come back as the same errors.
+    let v1 = remote
+        .create_index_version("people_idx", index_recipe("people"))
+        .await
+        .unwrap();
+    assert_eq!(
+        remote.index("people_idx").unwrap().versions,
+        vec![v1.clone()]
+    );
+    let shard = hnsw_shard(&env.bucket(), "people_idx", v1.version, 0).await;
+    let ready = remote
+        .finish_index_version("people_idx", v1.version, vec![shard], 3, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        remote.index("people_idx").unwrap().active_version(),
+        Some(&ready)
+    );
+    let v2 = remote
+        .create_index_version("people_idx", index_recipe("people"))
+        .await
+        .unwrap();
+    let err = remote
+        .activate_index_version("people_idx", v2.version)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::IndexVersionNotReady {
+                status: IndexStatus::Building,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    remote
+        .drop_index("people_idx", Some(v2.version))
+        .await
+        .unwrap();
+    assert_eq!(remote.indexes(), node.catalog.indexes());
+    assert_eq!(remote.index("people_idx").unwrap().versions, vec![ready]);
+
     remote.set_grant("analyst", "people", true).await.unwrap();
     assert!(remote.grants()["analyst"].contains("people"));
     // Forwarded to the leader, which sees the committed file as referenced.
     assert_eq!(remote.collect_garbage().await.unwrap(), 0);
     assert!(exists(&env.bucket(), "tables/people/a.parquet").await);
+    assert!(exists(&env.bucket(), "indexes/people_idx/v1/shard-0.hnsw").await);
+    remote.drop_index("people_idx", None).await.unwrap();
+    assert!(remote.indexes().is_empty());
+    assert_eq!(remote.collect_garbage().await.unwrap(), 2);
 
     remote.shutdown().await.unwrap();
     assert!(matches!(

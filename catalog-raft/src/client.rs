@@ -18,7 +18,10 @@ use tonic::{Code, Status};
 
 use crate::cluster::{Member, NodeStatus};
 use crate::error::{Error, Refusal, Result};
-use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View};
+use crate::model::{
+    CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
+    View,
+};
 use crate::network::{channel, MAX_MESSAGE_BYTES};
 use crate::request::NodeId;
 
@@ -56,6 +59,25 @@ pub enum ClientRequest {
         table: String,
         granted: bool,
     },
+    CreateIndexVersion {
+        name: String,
+        version: IndexVersion,
+    },
+    FinishIndexVersion {
+        name: String,
+        version: u64,
+        shards: Vec<IndexShard>,
+        chunks_embedded: u64,
+        error: Option<String>,
+    },
+    ActivateIndexVersion {
+        name: String,
+        version: u64,
+    },
+    DropIndex {
+        name: String,
+        version: Option<u64>,
+    },
     /// Garbage collection runs where the state is authoritative: on the leader.
     CollectGarbage,
 }
@@ -67,6 +89,7 @@ pub enum ClientReply {
     Lease(Lease),
     Version(TableVersion),
     Table(Table),
+    IndexVersion(IndexVersion),
     /// How many unreferenced files garbage collection removed.
     Removed(usize),
 }
@@ -96,14 +119,24 @@ fn kind_code(kind: ErrorKind) -> Code {
     }
 }
 
+/// The status code of `e`: its kind's, except that a request refused for the
+/// state of what it names (an index version not ready, not building) is
+/// FailedPrecondition, which `ErrorKind` has no kind of its own for.
+fn error_code(e: &Error) -> Code {
+    match e {
+        Error::IndexVersionNotReady { .. } | Error::IndexVersionNotBuilding { .. } => {
+            Code::FailedPrecondition
+        }
+        other => kind_code(other.kind()),
+    }
+}
+
 fn code_kind(code: Code) -> ErrorKind {
     match code {
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            ErrorKind::InvalidInput
-        }
+        Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidInput,
         Code::NotFound => ErrorKind::NotFound,
         Code::AlreadyExists => ErrorKind::AlreadyExists,
-        Code::Aborted => ErrorKind::Conflict,
+        Code::Aborted | Code::FailedPrecondition => ErrorKind::Conflict,
         Code::ResourceExhausted => ErrorKind::TooLarge,
         Code::Unauthenticated => ErrorKind::Unauthenticated,
         Code::PermissionDenied => ErrorKind::PermissionDenied,
@@ -122,8 +155,8 @@ pub(crate) fn to_status(e: &Error) -> Status {
         not_applied: matches!(e, Error::NotLeader { .. } | Error::Unreachable { .. }),
     };
     match serde_json::to_vec(&wire) {
-        Ok(details) => Status::with_details(kind_code(e.kind()), e.to_string(), details.into()),
-        Err(_) => Status::new(kind_code(e.kind()), e.to_string()),
+        Ok(details) => Status::with_details(error_code(e), e.to_string(), details.into()),
+        Err(_) => Status::new(error_code(e), e.to_string()),
     }
 }
 

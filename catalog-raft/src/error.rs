@@ -4,7 +4,7 @@
 
 use lakehouse_common::ErrorKind;
 
-use crate::model::ObjectKind;
+use crate::model::{IndexStatus, ObjectKind};
 use serde::{Deserialize, Serialize};
 
 /// Why the state machine refused a request. Part of the replicated response, so
@@ -52,6 +52,25 @@ pub enum Refusal {
     NameTaken {
         name: String,
         taken_by: ObjectKind,
+    },
+    IndexNotFound {
+        index: String,
+    },
+    IndexVersionNotFound {
+        index: String,
+        version: u64,
+    },
+    /// Only a ready version can be activated.
+    IndexVersionNotReady {
+        index: String,
+        version: u64,
+        status: IndexStatus,
+    },
+    /// Only a building version can be finished.
+    IndexVersionNotBuilding {
+        index: String,
+        version: u64,
+        status: IndexStatus,
     },
 }
 
@@ -106,6 +125,26 @@ pub enum Error {
 
     #[error("`{name}` is already the name of a {taken_by} (tables and views share names); choose another name or drop that {taken_by} first")]
     NameTaken { name: String, taken_by: ObjectKind },
+
+    #[error("vector index `{index}` does not exist; `lakehouse index list` shows the indexes")]
+    IndexNotFound { index: String },
+
+    #[error("vector index `{index}` has no version {version} (dropped, or never created); `lakehouse index show {index}` lists its versions")]
+    IndexVersionNotFound { index: String, version: u64 },
+
+    #[error("version {version} of vector index `{index}` is {status}, not ready: only a ready version can be activated; wait for its build to finish, or activate a ready version")]
+    IndexVersionNotReady {
+        index: String,
+        version: u64,
+        status: IndexStatus,
+    },
+
+    #[error("version {version} of vector index `{index}` is {status}, not building: its build was finished already; create a new version to build it again")]
+    IndexVersionNotBuilding {
+        index: String,
+        version: u64,
+        status: IndexStatus,
+    },
 
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -179,7 +218,15 @@ impl Error {
             Error::TableExists { .. } | Error::ViewExists { .. } | Error::NameTaken { .. } => {
                 ErrorKind::AlreadyExists
             }
-            Error::TableNotFound { .. } | Error::ViewNotFound { .. } => ErrorKind::NotFound,
+            Error::TableNotFound { .. }
+            | Error::ViewNotFound { .. }
+            | Error::IndexNotFound { .. }
+            | Error::IndexVersionNotFound { .. } => ErrorKind::NotFound,
+            // The version exists but is in the wrong state for the request; gRPC
+            // answers FailedPrecondition (see `client::to_status`).
+            Error::IndexVersionNotReady { .. } | Error::IndexVersionNotBuilding { .. } => {
+                ErrorKind::Conflict
+            }
             Error::SchemaMismatch { .. }
             | Error::MissingMetadata { .. }
             | Error::InvalidRequest(_) => ErrorKind::InvalidInput,
@@ -251,6 +298,31 @@ impl Error {
                 name: name.clone(),
                 taken_by: *taken_by,
             },
+            Error::IndexNotFound { index } => Refusal::IndexNotFound {
+                index: index.clone(),
+            },
+            Error::IndexVersionNotFound { index, version } => Refusal::IndexVersionNotFound {
+                index: index.clone(),
+                version: *version,
+            },
+            Error::IndexVersionNotReady {
+                index,
+                version,
+                status,
+            } => Refusal::IndexVersionNotReady {
+                index: index.clone(),
+                version: *version,
+                status: *status,
+            },
+            Error::IndexVersionNotBuilding {
+                index,
+                version,
+                status,
+            } => Refusal::IndexVersionNotBuilding {
+                index: index.clone(),
+                version: *version,
+                status: *status,
+            },
             Error::InvalidRequest(_)
             | Error::Common(_)
             | Error::Manifest { .. }
@@ -315,6 +387,28 @@ impl From<Refusal> for Error {
             Refusal::ViewExists { view } => Error::ViewExists { view },
             Refusal::ViewNotFound { view } => Error::ViewNotFound { view },
             Refusal::NameTaken { name, taken_by } => Error::NameTaken { name, taken_by },
+            Refusal::IndexNotFound { index } => Error::IndexNotFound { index },
+            Refusal::IndexVersionNotFound { index, version } => {
+                Error::IndexVersionNotFound { index, version }
+            }
+            Refusal::IndexVersionNotReady {
+                index,
+                version,
+                status,
+            } => Error::IndexVersionNotReady {
+                index,
+                version,
+                status,
+            },
+            Refusal::IndexVersionNotBuilding {
+                index,
+                version,
+                status,
+            } => Error::IndexVersionNotBuilding {
+                index,
+                version,
+                status,
+            },
         }
     }
 }

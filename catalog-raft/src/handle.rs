@@ -12,7 +12,10 @@ use lakehouse_common::{Bucket, Clock};
 
 use crate::catalog::{CatalogMetrics, Local};
 use crate::error::Result;
-use crate::model::{Lease, Table, TableCommit, TableMetadata, TableVersion, View};
+use crate::model::{
+    IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion, VectorIndex,
+    View,
+};
 use crate::remote::Remote;
 
 /// A handle to the catalog; cheap to clone.
@@ -146,12 +149,64 @@ impl Catalog {
         dispatch!(self, b => b.table(name))
     }
 
+    /// Starts a new version of vector index `name` (the index is created with
+    /// its first version): the catalog numbers it from 1, never reusing a number
+    /// within the index, and records it as building from now. `version` is the
+    /// recipe (profile, model, source table and column, chunking, HNSW settings);
+    /// its number, status, error, shards, chunk count and creation time are set
+    /// here. Fails with [`crate::Error::TableNotFound`] when the source table does not exist.
+    pub async fn create_index_version(
+        &self,
+        name: &str,
+        version: IndexVersion,
+    ) -> Result<IndexVersion> {
+        dispatch!(self, b => b.create_index_version(name, version).await)
+    }
+
+    /// Ends a building version: ready with `shards` when `error` is none (and
+    /// active, when the index had no active version), failed with `error`
+    /// otherwise. Fails with [`crate::Error::IndexVersionNotBuilding`] when it
+    /// was finished already.
+    pub async fn finish_index_version(
+        &self,
+        name: &str,
+        version: u64,
+        shards: Vec<IndexShard>,
+        chunks_embedded: u64,
+        error: Option<String>,
+    ) -> Result<IndexVersion> {
+        dispatch!(self, b => b.finish_index_version(name, version, shards, chunks_embedded, error).await)
+    }
+
+    /// Makes a ready version the one searched by default.
+    pub async fn activate_index_version(&self, name: &str, version: u64) -> Result<()> {
+        dispatch!(self, b => b.activate_index_version(name, version).await)
+    }
+
+    /// Drops one version of an index, or the whole index with `None`. Dropping
+    /// the active version activates the newest remaining ready one (or none);
+    /// dropping the last version drops the index. The dropped versions' files
+    /// under `indexes/<name>/v<k>/` become garbage.
+    pub async fn drop_index(&self, name: &str, version: Option<u64>) -> Result<()> {
+        dispatch!(self, b => b.drop_index(name, version).await)
+    }
+
+    /// All vector indexes of the applied state, sorted by name.
+    pub fn indexes(&self) -> Vec<VectorIndex> {
+        dispatch!(self, b => b.indexes())
+    }
+
+    pub fn index(&self, name: &str) -> Option<VectorIndex> {
+        dispatch!(self, b => b.index(name))
+    }
+
     pub fn bucket(&self) -> &Bucket {
         dispatch!(self, b => b.bucket())
     }
 
     /// Deletes objects under `tables/` that no version of any table references,
-    /// skipping tables whose writer lease is live. Returns how many were removed.
+    /// skipping tables whose writer lease is live, and the files of dropped
+    /// index versions under `indexes/` (see `gc`). Returns how many were removed.
     /// (Remote: carried out by the leader.)
     pub async fn collect_garbage(&self) -> Result<usize> {
         dispatch!(self, b => b.collect_garbage().await)

@@ -1,6 +1,7 @@
-//! The replicated catalog: tables, versions, metadata, views and writer leases, kept in
-//! an openraft state machine with a durable local log and mirrored to the bucket
-//! as versioned Parquet manifests (the bucket is the source of truth, ADR-001/002).
+//! The replicated catalog: tables, versions, metadata, views, writer leases and
+//! vector index versions (ADR-014), kept in an openraft state machine with a
+//! durable local log and mirrored to the bucket as versioned Parquet manifests
+//! (the bucket is the source of truth, ADR-001/002).
 //!
 //! - [`Catalog`]: the API (leases, commits, reads, garbage collection), over a
 //!   node's own log or, with [`Catalog::connect`], a catalog cluster over gRPC.

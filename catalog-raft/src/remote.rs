@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use crate::catalog::CatalogMetrics;
 use crate::client::{decode_json, CatalogClient, ClientReply, ClientRequest};
 use crate::error::{Error, Result};
-use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View};
+use crate::model::{
+    CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
+    VectorIndex, View,
+};
 
 /// How long a change waits for the Watch stream to bring its own write before
 /// the copy is refreshed with a linearizable read instead.
@@ -208,6 +211,73 @@ impl Remote {
             granted,
         };
         self.write_done("change a grant", request).await
+    }
+
+    async fn write_index_version(
+        &self,
+        what: &str,
+        request: ClientRequest,
+    ) -> Result<IndexVersion> {
+        match self.write(request).await? {
+            ClientReply::IndexVersion(version) => Ok(version),
+            other => Err(unexpected(what, &other)),
+        }
+    }
+
+    pub(crate) async fn create_index_version(
+        &self,
+        name: &str,
+        version: IndexVersion,
+    ) -> Result<IndexVersion> {
+        let request = ClientRequest::CreateIndexVersion {
+            name: name.to_string(),
+            version,
+        };
+        self.write_index_version("create index version", request)
+            .await
+    }
+
+    pub(crate) async fn finish_index_version(
+        &self,
+        name: &str,
+        version: u64,
+        shards: Vec<IndexShard>,
+        chunks_embedded: u64,
+        error: Option<String>,
+    ) -> Result<IndexVersion> {
+        let request = ClientRequest::FinishIndexVersion {
+            name: name.to_string(),
+            version,
+            shards,
+            chunks_embedded,
+            error,
+        };
+        self.write_index_version("finish index version", request)
+            .await
+    }
+
+    pub(crate) async fn activate_index_version(&self, name: &str, version: u64) -> Result<()> {
+        let request = ClientRequest::ActivateIndexVersion {
+            name: name.to_string(),
+            version,
+        };
+        self.write_done("activate index version", request).await
+    }
+
+    pub(crate) async fn drop_index(&self, name: &str, version: Option<u64>) -> Result<()> {
+        let request = ClientRequest::DropIndex {
+            name: name.to_string(),
+            version,
+        };
+        self.write_done("drop index", request).await
+    }
+
+    pub(crate) fn indexes(&self) -> Vec<VectorIndex> {
+        self.read(|s| s.indexes.values().cloned().collect())
+    }
+
+    pub(crate) fn index(&self, name: &str) -> Option<VectorIndex> {
+        self.read(|s| s.indexes.get(name).cloned())
     }
 
     /// Forwarded: only the leader's state is sure to know every commit, and

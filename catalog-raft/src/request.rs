@@ -5,7 +5,10 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
-use crate::model::{CatalogState, Lease, Table, TableCommit, TableMetadata, TableVersion, View};
+use crate::model::{
+    CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
+    View,
+};
 
 /// A change to the catalog. Times (`now_ms`) are stamped by the leader from its
 /// clock before the request enters the log, so every node applying it decides
@@ -59,6 +62,35 @@ pub enum Request {
         table: String,
         granted: bool,
     },
+    /// Starts a new version of vector index `name` (created if new) from
+    /// `version`'s recipe; the catalog assigns its number and sets it `Building`
+    /// (`created_at_ms` is `now_ms`). The source table must exist.
+    CreateIndexVersion {
+        name: String,
+        version: IndexVersion,
+        now_ms: i64,
+    },
+    /// Ends a `Building` version: `Ready` with `shards`, or `Failed` with `error`.
+    /// The first version of an index to become ready is made active.
+    FinishIndexVersion {
+        name: String,
+        version: u64,
+        shards: Vec<IndexShard>,
+        chunks_embedded: u64,
+        error: Option<String>,
+    },
+    /// Makes a `Ready` version the one searched by default.
+    ActivateIndexVersion {
+        name: String,
+        version: u64,
+    },
+    /// Drops one version (`Some`) or the whole index (`None`). Dropping the
+    /// active version activates the newest remaining ready one; dropping the
+    /// last version drops the index.
+    DropIndex {
+        name: String,
+        version: Option<u64>,
+    },
     /// Replaces the whole state with one read from a bucket manifest.
     Restore(CatalogState),
 }
@@ -71,6 +103,7 @@ pub enum Response {
     Lease(Lease),
     Version(TableVersion),
     Table(Table),
+    IndexVersion(IndexVersion),
     Refused(Refusal),
 }
 

@@ -366,6 +366,28 @@ async fn execute(catalog: &Local, request: ClientRequest) -> Result<ClientReply>
             catalog.set_grant(&role, &table, granted).await?;
             ClientReply::Done
         }
+        ClientRequest::CreateIndexVersion { name, version } => {
+            ClientReply::IndexVersion(catalog.create_index_version(&name, version).await?)
+        }
+        ClientRequest::FinishIndexVersion {
+            name,
+            version,
+            shards,
+            chunks_embedded,
+            error,
+        } => ClientReply::IndexVersion(
+            catalog
+                .finish_index_version(&name, version, shards, chunks_embedded, error)
+                .await?,
+        ),
+        ClientRequest::ActivateIndexVersion { name, version } => {
+            catalog.activate_index_version(&name, version).await?;
+            ClientReply::Done
+        }
+        ClientRequest::DropIndex { name, version } => {
+            catalog.drop_index(&name, version).await?;
+            ClientReply::Done
+        }
         ClientRequest::CollectGarbage => ClientReply::Removed(catalog.collect_garbage().await?),
     })
 }

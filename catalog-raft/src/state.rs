@@ -6,7 +6,8 @@ use arrow_schema::{Field, Schema};
 
 use crate::error::Refusal;
 use crate::model::{
-    CatalogState, Lease, ObjectKind, Table, TableCommit, TableVersion, View, WriteMode,
+    CatalogState, IndexShard, IndexStatus, IndexVersion, Lease, ObjectKind, Table, TableCommit,
+    TableVersion, VectorIndex, View, WriteMode,
 };
 use crate::request::{Request, Response};
 
@@ -65,6 +66,22 @@ pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
             set_grant(state, role, table, granted);
             Ok(Response::Done)
         }
+        Request::CreateIndexVersion {
+            name,
+            version,
+            now_ms,
+        } => create_index_version(state, name, version, now_ms),
+        Request::FinishIndexVersion {
+            name,
+            version,
+            shards,
+            chunks_embedded,
+            error,
+        } => finish_index_version(state, &name, version, shards, chunks_embedded, error),
+        Request::ActivateIndexVersion { name, version } => {
+            activate_index_version(state, &name, version)
+        }
+        Request::DropIndex { name, version } => drop_index(state, &name, version),
         Request::Restore(restored) => {
             // Tokens and catalog versions never go backwards, whatever the manifest says:
             // a writer holding an older token must stay fenced off.
@@ -276,6 +293,142 @@ fn create_view(
     }
     view.created_at_ms = now_ms;
     state.views.insert(view.name.clone(), view);
+    state.catalog_version += 1;
+    Ok(Response::Done)
+}
+
+fn create_index_version(
+    state: &mut CatalogState,
+    name: String,
+    mut version: IndexVersion,
+    now_ms: i64,
+) -> Result<Response, Refusal> {
+    if !state.tables.contains_key(&version.source_table) {
+        return Err(Refusal::TableNotFound {
+            table: version.source_table,
+        });
+    }
+    let index = state
+        .indexes
+        .entry(name.clone())
+        .or_insert_with(|| VectorIndex {
+            name,
+            versions: Vec::new(),
+            active: None,
+            next_version: 1,
+        });
+    version.version = index.next_version;
+    index.next_version += 1;
+    version.status = IndexStatus::Building;
+    version.error = None;
+    version.shards = Vec::new();
+    version.chunks_embedded = 0;
+    version.created_at_ms = now_ms;
+    index.versions.push(version.clone());
+    state.catalog_version += 1;
+    Ok(Response::IndexVersion(version))
+}
+
+/// The index `name`, or the refusal naming it.
+fn index_mut<'a>(state: &'a mut CatalogState, name: &str) -> Result<&'a mut VectorIndex, Refusal> {
+    state
+        .indexes
+        .get_mut(name)
+        .ok_or_else(|| Refusal::IndexNotFound {
+            index: name.to_string(),
+        })
+}
+
+impl VectorIndex {
+    /// Position of `version` in `versions`, or the refusal naming it.
+    fn position(&self, version: u64) -> Result<usize, Refusal> {
+        self.versions
+            .iter()
+            .position(|v| v.version == version)
+            .ok_or_else(|| Refusal::IndexVersionNotFound {
+                index: self.name.clone(),
+                version,
+            })
+    }
+}
+
+fn finish_index_version(
+    state: &mut CatalogState,
+    name: &str,
+    version: u64,
+    shards: Vec<IndexShard>,
+    chunks_embedded: u64,
+    error: Option<String>,
+) -> Result<Response, Refusal> {
+    let index = index_mut(state, name)?;
+    let at = index.position(version)?;
+    let built = &mut index.versions[at];
+    if built.status != IndexStatus::Building {
+        return Err(Refusal::IndexVersionNotBuilding {
+            index: name.to_string(),
+            version,
+            status: built.status,
+        });
+    }
+    built.chunks_embedded = chunks_embedded;
+    match error {
+        None => {
+            built.status = IndexStatus::Ready;
+            built.shards = shards;
+        }
+        Some(reason) => {
+            built.status = IndexStatus::Failed;
+            built.error = Some(reason);
+        }
+    }
+    let finished = built.clone();
+    if finished.status == IndexStatus::Ready && index.active.is_none() {
+        index.active = Some(version);
+    }
+    state.catalog_version += 1;
+    Ok(Response::IndexVersion(finished))
+}
+
+fn activate_index_version(
+    state: &mut CatalogState,
+    name: &str,
+    version: u64,
+) -> Result<Response, Refusal> {
+    let index = index_mut(state, name)?;
+    let status = index.versions[index.position(version)?].status;
+    if status != IndexStatus::Ready {
+        return Err(Refusal::IndexVersionNotReady {
+            index: name.to_string(),
+            version,
+            status,
+        });
+    }
+    index.active = Some(version);
+    state.catalog_version += 1;
+    Ok(Response::Done)
+}
+
+fn drop_index(
+    state: &mut CatalogState,
+    name: &str,
+    version: Option<u64>,
+) -> Result<Response, Refusal> {
+    let index = index_mut(state, name)?;
+    if let Some(version) = version {
+        let at = index.position(version)?;
+        index.versions.remove(at);
+        if index.active == Some(version) {
+            index.active = index
+                .versions
+                .iter()
+                .filter(|v| v.status == IndexStatus::Ready)
+                .map(|v| v.version)
+                .max();
+        }
+    }
+    if version.is_none() || index.versions.is_empty() {
+        state.indexes.remove(name);
+    }
     state.catalog_version += 1;
     Ok(Response::Done)
 }
@@ -621,6 +774,288 @@ mod tests {
         assert!(state.grants.is_empty(), "a role without tables is dropped");
         assert_eq!(apply(&mut state, grant(false)), Response::Done);
         assert_eq!(state.catalog_version, 4);
+    }
+
+    /// A recipe as a build submits it; the catalog fills in the rest.
+    fn recipe(source_table: &str) -> IndexVersion {
+        IndexVersion {
+            version: 99,
+            profile: "local".into(),
+            model: "all-MiniLM-L6-v2".into(),
+            model_version: "1".into(),
+            dims: 384,
+            source_table: source_table.into(),
+            source_column: "name".into(),
+            key_column: Some("id".into()),
+            source_table_version: 1,
+            chunking: crate::model::Chunking {
+                chunk_size: 512,
+                overlap: 64,
+            },
+            hnsw: crate::model::HnswParams {
+                m: 16,
+                ef_construction: 200,
+                ef_search: 64,
+            },
+            shards: vec![shard("stale")],
+            status: IndexStatus::Ready,
+            error: Some("stale".into()),
+            chunks_embedded: 7,
+            created_at_ms: 0,
+        }
+    }
+
+    fn shard(key: &str) -> IndexShard {
+        IndexShard {
+            data: ObjectRef::primary(format!("indexes/idx/{key}.parquet")),
+            graph: Some(ObjectRef::primary(format!("indexes/idx/{key}.hnsw"))),
+            backend: crate::model::ShardBackend::Hnsw,
+            chunks: 3,
+        }
+    }
+
+    /// A state holding table `t`.
+    fn with_table() -> CatalogState {
+        let mut state = CatalogState::default();
+        let lease = lease_of(acquire(&mut state, "w", 0));
+        assert!(matches!(
+            apply(&mut state, create(lease.token, 1)),
+            Response::Version(_)
+        ));
+        state
+    }
+
+    fn index_version_of(r: Response) -> IndexVersion {
+        match r {
+            Response::IndexVersion(v) => v,
+            other => panic!("expected an index version, got {other:?}"),
+        }
+    }
+
+    fn start(state: &mut CatalogState, now_ms: i64) -> IndexVersion {
+        index_version_of(apply(
+            state,
+            Request::CreateIndexVersion {
+                name: "idx".into(),
+                version: recipe("t"),
+                now_ms,
+            },
+        ))
+    }
+
+    fn finish(state: &mut CatalogState, version: u64, error: Option<&str>) -> Response {
+        apply(
+            state,
+            Request::FinishIndexVersion {
+                name: "idx".into(),
+                version,
+                shards: vec![shard(&format!("v{version}/s0"))],
+                chunks_embedded: 3,
+                error: error.map(str::to_string),
+            },
+        )
+    }
+
+    fn activate(state: &mut CatalogState, version: u64) -> Response {
+        apply(
+            state,
+            Request::ActivateIndexVersion {
+                name: "idx".into(),
+                version,
+            },
+        )
+    }
+
+    fn drop_index(state: &mut CatalogState, version: Option<u64>) -> Response {
+        apply(
+            state,
+            Request::DropIndex {
+                name: "idx".into(),
+                version,
+            },
+        )
+    }
+
+    #[test]
+    fn index_versions_are_numbered_and_start_building() {
+        let mut state = CatalogState::default();
+        let refused = apply(
+            &mut state,
+            Request::CreateIndexVersion {
+                name: "idx".into(),
+                version: recipe("t"),
+                now_ms: 5,
+            },
+        );
+        assert_eq!(
+            refused,
+            Response::Refused(Refusal::TableNotFound { table: "t".into() })
+        );
+        assert_eq!(state, CatalogState::default(), "refused: nothing changed");
+
+        let mut state = with_table();
+        let before = state.catalog_version;
+        let v1 = start(&mut state, 10);
+        let v2 = start(&mut state, 20);
+        assert_eq!((v1.version, v2.version), (1, 2));
+        assert_eq!(state.catalog_version, before + 2);
+        assert_eq!(
+            v1,
+            IndexVersion {
+                version: 1,
+                shards: vec![],
+                status: IndexStatus::Building,
+                error: None,
+                chunks_embedded: 0,
+                created_at_ms: 10,
+                ..recipe("t")
+            }
+        );
+        let index = &state.indexes["idx"];
+        assert_eq!(index.versions, vec![v1, v2]);
+        assert_eq!((index.active, index.next_version), (None, 3));
+    }
+
+    #[test]
+    fn finishing_makes_ready_or_failed_and_activates_the_first_ready() {
+        let mut state = with_table();
+        start(&mut state, 1);
+        start(&mut state, 2);
+        let failed = index_version_of(finish(&mut state, 1, Some("model went away")));
+        assert_eq!(failed.status, IndexStatus::Failed);
+        assert_eq!(failed.error.as_deref(), Some("model went away"));
+        assert!(failed.shards.is_empty());
+        assert_eq!(
+            state.indexes["idx"].active, None,
+            "a failed version is not searched"
+        );
+
+        let ready = index_version_of(finish(&mut state, 2, None));
+        assert_eq!(ready.status, IndexStatus::Ready);
+        assert_eq!(ready.shards, vec![shard("v2/s0")]);
+        assert_eq!(ready.chunks_embedded, 3);
+        assert_eq!(state.indexes["idx"].active, Some(2));
+        assert_eq!(state.indexes["idx"].version(2), Some(&ready));
+
+        // A third ready version does not take over: activation is explicit.
+        start(&mut state, 3);
+        finish(&mut state, 3, None);
+        assert_eq!(state.indexes["idx"].active, Some(2));
+
+        let before = state.clone();
+        assert_eq!(
+            finish(&mut state, 2, None),
+            Response::Refused(Refusal::IndexVersionNotBuilding {
+                index: "idx".into(),
+                version: 2,
+                status: IndexStatus::Ready
+            })
+        );
+        assert_eq!(
+            finish(&mut state, 9, None),
+            Response::Refused(Refusal::IndexVersionNotFound {
+                index: "idx".into(),
+                version: 9
+            })
+        );
+        assert_eq!(state, before, "refusals change nothing");
+    }
+
+    #[test]
+    fn only_ready_versions_activate() {
+        let mut state = with_table();
+        start(&mut state, 1);
+        start(&mut state, 2);
+        start(&mut state, 3);
+        finish(&mut state, 1, None);
+        finish(&mut state, 2, Some("boom"));
+        let before = state.clone();
+        let not_ready = |version, status| {
+            Response::Refused(Refusal::IndexVersionNotReady {
+                index: "idx".into(),
+                version,
+                status,
+            })
+        };
+        assert_eq!(activate(&mut state, 2), not_ready(2, IndexStatus::Failed));
+        assert_eq!(activate(&mut state, 3), not_ready(3, IndexStatus::Building));
+        assert_eq!(
+            activate(&mut state, 4),
+            Response::Refused(Refusal::IndexVersionNotFound {
+                index: "idx".into(),
+                version: 4
+            })
+        );
+        assert_eq!(
+            apply(
+                &mut state,
+                Request::ActivateIndexVersion {
+                    name: "nope".into(),
+                    version: 1
+                }
+            ),
+            Response::Refused(Refusal::IndexNotFound {
+                index: "nope".into()
+            })
+        );
+        assert_eq!(state, before);
+        finish(&mut state, 3, None);
+        assert_eq!(activate(&mut state, 3), Response::Done);
+        assert_eq!(state.indexes["idx"].active_version().unwrap().version, 3);
+        assert_eq!(state.catalog_version, before.catalog_version + 2);
+    }
+
+    #[test]
+    fn dropping_versions_moves_activation_and_never_reuses_numbers() {
+        let mut state = with_table();
+        for now_ms in 1..=4 {
+            start(&mut state, now_ms);
+        }
+        finish(&mut state, 1, None);
+        finish(&mut state, 2, None);
+        finish(&mut state, 3, Some("boom"));
+        finish(&mut state, 4, None);
+        activate(&mut state, 4);
+
+        // The active one goes: the newest remaining ready version takes over (not 3, failed).
+        assert_eq!(drop_index(&mut state, Some(4)), Response::Done);
+        assert_eq!(state.indexes["idx"].active, Some(2));
+        // A version that is not active goes without changing the active one.
+        assert_eq!(drop_index(&mut state, Some(1)), Response::Done);
+        assert_eq!(state.indexes["idx"].active, Some(2));
+        assert_eq!(drop_index(&mut state, Some(2)), Response::Done);
+        assert_eq!(
+            state.indexes["idx"].active, None,
+            "only a failed one is left"
+        );
+        assert_eq!(
+            drop_index(&mut state, Some(2)),
+            Response::Refused(Refusal::IndexVersionNotFound {
+                index: "idx".into(),
+                version: 2
+            })
+        );
+        assert_eq!(start(&mut state, 5).version, 5, "numbers are never reused");
+        drop_index(&mut state, Some(5));
+        let before = state.catalog_version;
+        assert_eq!(drop_index(&mut state, Some(3)), Response::Done);
+        assert!(
+            state.indexes.is_empty(),
+            "the last version took the index with it"
+        );
+        assert_eq!(state.catalog_version, before + 1);
+        assert_eq!(
+            drop_index(&mut state, None),
+            Response::Refused(Refusal::IndexNotFound {
+                index: "idx".into()
+            })
+        );
+
+        start(&mut state, 6);
+        start(&mut state, 7);
+        assert_eq!(drop_index(&mut state, None), Response::Done);
+        assert!(state.indexes.is_empty());
+        assert_eq!(start(&mut state, 8).version, 1, "a new index counts from 1");
     }
 
     #[test]
