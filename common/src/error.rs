@@ -47,6 +47,10 @@ pub enum Error {
     /// [`crate::Access`]; the kind says which, so every edge maps it the same way.
     #[error("{message}")]
     Auth { kind: ErrorKind, message: String },
+
+    /// An append-only journal (ADR-018) could not encode an event or read a stored batch.
+    #[error("journal {location}: {reason}")]
+    Journal { location: String, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,6 +67,7 @@ impl Error {
                 _ => ErrorKind::Unavailable,
             },
             Error::Auth { kind, .. } => *kind,
+            Error::Journal { .. } => ErrorKind::Internal,
         }
     }
 }
