@@ -32,6 +32,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub embedding: EmbeddingConfig,
+    pub vector: VectorConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -420,6 +421,94 @@ impl Default for EmbeddingProfile {
     }
 }
 
+/// Vector indexes (issue 6): HNSW parameters, chunking, embed tasks, the Lance
+/// fallback past the RAM ceiling (ADR-019) and the tuning journal (ADR-018).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorConfig {
+    /// A shard whose HNSW graph and vectors would take more bytes than this is written as Lance.
+    pub ram_ceiling_bytes: u64,
+    /// When indexes load after a restart.
+    pub load: IndexLoad,
+    /// HNSW links per node on upper layers (twice that on layer 0).
+    pub m: usize,
+    /// HNSW candidate list size while building.
+    pub ef_construction: usize,
+    /// HNSW candidate list size while searching (raised to k when lower).
+    pub ef_search: usize,
+    /// Characters per chunk of text embedded.
+    pub chunk_size: usize,
+    /// Characters consecutive chunks share.
+    pub chunk_overlap: usize,
+    /// Rows of the source table per embed task.
+    pub rows_per_task: usize,
+    /// IVF partitions of a Lance shard; 0: about the square root of its rows.
+    pub lance_partitions: usize,
+    /// IVF partitions a Lance search probes.
+    pub lance_nprobes: usize,
+    /// Candidate list size of a Lance IVF_HNSW search.
+    pub lance_ef: usize,
+    /// Lance re-ranks refine_factor × k candidates by exact distance.
+    pub lance_refine_factor: u32,
+    /// Recent tuning trials kept in memory.
+    pub trials_ring: usize,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        Self {
+            ram_ceiling_bytes: 512 * 1024 * 1024,
+            load: IndexLoad::Lazy,
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+            chunk_size: 1_000,
+            chunk_overlap: 100,
+            rows_per_task: 2_000,
+            lance_partitions: 0,
+            lance_nprobes: 8,
+            lance_ef: 64,
+            lance_refine_factor: 2,
+            trials_ring: 256,
+        }
+    }
+}
+
+impl VectorConfig {
+    fn validate(&self) -> Result<()> {
+        let fail = |reason: String| Err(Error::Config(format!("vector.{reason}")));
+        if self.chunk_size == 0 {
+            return fail("chunk_size must be at least 1 (characters per chunk)".to_string());
+        }
+        if self.chunk_overlap >= self.chunk_size {
+            return fail(format!(
+                "chunk_overlap ({}) must be smaller than vector.chunk_size ({}), or chunking never advances",
+                self.chunk_overlap, self.chunk_size
+            ));
+        }
+        if self.m < 2 {
+            return fail(format!("m ({}) must be at least 2", self.m));
+        }
+        if self.ef_search == 0 {
+            return fail("ef_search must be at least 1".to_string());
+        }
+        if self.rows_per_task == 0 {
+            return fail("rows_per_task must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// When vector indexes load after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexLoad {
+    /// On the first search that needs the index.
+    Lazy,
+    /// At start-up, before serving.
+    Eager,
+}
+
 /// Built-in roles: `admin` does everything, `writer` writes (ingest, DDL, DML) and
 /// reads granted tables, `reader` only reads granted tables.
 pub const BUILTIN_ROLES: [&str; 3] = ["admin", "writer", "reader"];
@@ -651,6 +740,7 @@ impl Config {
         self.auth.validate()?;
         self.tls.validate()?;
         self.embedding.validate()?;
+        self.vector.validate()?;
         self.check_exposure()
     }
 
@@ -933,6 +1023,32 @@ mod tests {
         assert!(err.contains("embedding.profiles.o.url"), "{err}");
         let err = auth_error("[embedding.profiles.m]\nbatch_size = 0\n");
         assert!(err.contains("embedding.profiles.m.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn vector_section_from_env_and_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEHOUSE__VECTOR__LOAD", "eager");
+            jail.set_env("LAKEHOUSE__VECTOR__EF_SEARCH", "128");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.vector.load, IndexLoad::Eager);
+            assert_eq!(config.vector.ef_search, 128);
+            assert_eq!(config.vector.m, 16, "unset keys take the defaults");
+            jail.set_env("LAKEHOUSE__VECTOR__LOAD", "sometimes");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("vector.load"), "{err}");
+            Ok(())
+        });
+        for (toml, key) in [
+            ("chunk_size = 0", "vector.chunk_size"),
+            ("chunk_overlap = 1000", "vector.chunk_overlap (1000)"),
+            ("m = 1", "vector.m"),
+            ("ef_search = 0", "vector.ef_search"),
+            ("rows_per_task = 0", "vector.rows_per_task"),
+        ] {
+            let err = auth_error(&format!("[vector]\n{toml}\n"));
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]
