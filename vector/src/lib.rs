@@ -11,11 +11,13 @@ mod error;
 mod frozen;
 pub mod lance_shard;
 pub mod sidecar;
+mod tune;
 
 pub use builder::ShardBuilder;
 pub use error::{Error, Result};
 pub use frozen::{FrozenHnsw, IndexParams, Metric, MAX_K};
 pub use lance_shard::{LanceParams, LanceShard};
+pub use tune::{tune, Trial, TrialSettings};
 
 #[cfg(test)]
 mod tests;
