@@ -238,7 +238,8 @@ impl LanceShard {
             })?;
         }
         scanner
-            .project(&[DOC_ID, CHUNK_TEXT])
+            .disable_scoring_autoprojection()
+            .project(&[DOC_ID, CHUNK_TEXT, DIST_COL])
             .map_err(scan_error)?
             .nearest(VECTOR, &key, k)
             .map_err(|e| Error::InvalidInput(format!("query vector: {e}")))?
