@@ -68,3 +68,23 @@ ORDER BY placements DESC, c.client"
 echo
 echo "==> lakehouse sql: placements per client, with average bill rate and candidate names"
 "$LAKEHOUSE" sql "$QUERY" --server "$FLIGHT_SQL"
+
+# Semantic search over the candidates' skills, joined with the table. A second run
+# refreshes the index: only skills that changed are embedded again.
+echo
+if curl -fsS -o /dev/null "$SERVER/v1/indexes/cand_idx" 2>/dev/null; then
+    echo "==> lakehouse index refresh cand_idx"
+    "$LAKEHOUSE" index refresh cand_idx --server "$SERVER"
+else
+    echo "==> lakehouse index create cand_idx --table candidates --column skills"
+    "$LAKEHOUSE" index create cand_idx --table candidates --column skills --server "$SERVER"
+fi
+
+SEARCH="SELECT c.full_name, c.city, c.skills, ROUND(s.score, 3) AS score
+FROM vector_search('cand_idx', 'rust engineer in Austin', 5) s
+JOIN candidates c ON c.candidate_id = s.doc_id
+ORDER BY s.score DESC"
+
+echo
+echo "==> lakehouse sql: the five candidates nearest to 'rust engineer in Austin'"
+"$LAKEHOUSE" sql "$SEARCH" --server "$FLIGHT_SQL"

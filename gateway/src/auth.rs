@@ -168,6 +168,7 @@ mod tests {
             max_ingest_bytes: 1 << 20,
             embedders: Arc::new(Embedders::new(Default::default())),
             access: Arc::new(TwoUsers),
+            indexes: None,
         })
     }
 

@@ -1,11 +1,12 @@
-//! Client of the HTTP API, used by `lakehouse ingest`: streams a file as the
-//! request body so large files never sit in memory, reporting bytes sent; and
-//! completes a table's metadata.
+//! Client of the HTTP API, used by the CLI: `lakehouse ingest` streams a file as
+//! the request body so large files never sit in memory, reporting bytes sent;
+//! `table set-metadata` completes a table's metadata; `index` follows builds.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
+pub use reqwest::Method;
 use tokio_util::io::ReaderStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,59 @@ impl GatewayClient {
         self.json(response).await
     }
 
+    /// `method path` with an optional JSON body; the JSON answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let response = self.send(method, path, body).await?;
+        self.json(response).await
+    }
+
+    /// `POST path` whose answer is NDJSON (an index build's progress): each line is
+    /// handed to `on_line` as it arrives; the last line is returned.
+    pub async fn post_streaming(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        mut on_line: impl FnMut(&serde_json::Value),
+    ) -> Result<serde_json::Value, ClientError> {
+        let response = self.send(reqwest::Method::POST, path, Some(body)).await?;
+        if !response.status().is_success() {
+            return self.json(response).await;
+        }
+        let mut stream = response.bytes_stream();
+        let mut pending = Vec::new();
+        let mut last = serde_json::Value::Null;
+        while let Some(chunk) = stream.next().await {
+            pending.extend_from_slice(&chunk.map_err(|e| self.connect_error(e))?);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    on_line(&value);
+                    last = value;
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.authorized(self.http.request(method, url));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.map_err(|e| self.connect_error(e))
+    }
+
     async fn json(&self, response: reqwest::Response) -> Result<serde_json::Value, ClientError> {
         let status = response.status();
         let body: serde_json::Value = response.json().await.map_err(|e| self.connect_error(e))?;
@@ -133,7 +187,7 @@ impl GatewayClient {
 }
 
 /// Table names are validated server-side; escape what would change the URL.
-fn urlencode(segment: &str) -> String {
+pub fn urlencode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {

@@ -39,6 +39,12 @@ pub enum Error {
 
     #[error(transparent)]
     Denied(#[from] lakehouse_common::access::Denied),
+
+    #[error(transparent)]
+    Index(#[from] lakehouse_indexing::Error),
+
+    #[error("vector indexes are not served by this gateway: it runs without a query engine")]
+    NoIndexes,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -56,6 +62,8 @@ impl Error {
             Error::Auth(e) => e.kind(),
             Error::MissingCredentials | Error::BadAuthorizationHeader => ErrorKind::Unauthenticated,
             Error::Denied(_) => ErrorKind::PermissionDenied,
+            Error::Index(e) => e.kind(),
+            Error::NoIndexes => ErrorKind::Unavailable,
         }
     }
 }
@@ -74,7 +82,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-fn label_of(kind: ErrorKind) -> &'static str {
+pub(crate) fn label_of(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidInput => "invalid_input",
         ErrorKind::NotFound => "not_found",

@@ -1,5 +1,6 @@
 //! The HTTP API on :3100: health, the table catalog with its metadata (and a
-//! PATCH to complete it), ingest and Prometheus metrics. Errors are JSON
+//! PATCH to complete it), ingest, embeddings, vector indexes and search, and
+//! Prometheus metrics. Errors are JSON
 //! `{"error", "detail"}`; each crate's error kind becomes a status code here, once.
 //! With `auth.enabled`, the `/v1` routes need credentials (see [`auth`]).
 
@@ -7,6 +8,7 @@ mod auth;
 pub mod client;
 mod embeddings;
 mod error;
+mod indexes;
 mod ingest;
 mod metadata;
 pub mod metrics;
@@ -22,6 +24,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::Access;
+use lakehouse_indexing::IndexService;
 use lakehouse_ingest::TableWriter;
 use tokio::net::TcpListener;
 
@@ -42,6 +45,8 @@ pub struct GatewayState {
     pub embedders: Arc<Embedders>,
     /// Users, sessions and grants, shared with Flight SQL; disabled: anonymous access.
     pub access: Arc<dyn Access>,
+    /// Vector index builds and searches (none: a gateway without a query engine).
+    pub indexes: Option<IndexService>,
 }
 
 pub fn router(state: GatewayState) -> Router {
@@ -50,6 +55,14 @@ pub fn router(state: GatewayState) -> Router {
     // holds counters only, no table names or data.
     let api = Router::new()
         .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/indexes", get(indexes::list).post(indexes::create))
+        .route(
+            "/v1/indexes/{name}",
+            get(indexes::show).delete(indexes::drop),
+        )
+        .route("/v1/indexes/{name}/activate", post(indexes::activate))
+        .route("/v1/indexes/{name}/refresh", post(indexes::refresh))
+        .route("/v1/search", post(indexes::search))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{name}", get(tables::show))
         .route("/v1/tables/{name}/metadata", patch(metadata::patch))

@@ -40,6 +40,9 @@ enum Command {
     /// Work with a table's catalog entry through a running server.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Vector indexes over text columns: create, list, show, activate, drop, refresh.
+    #[command(subcommand)]
+    Index(crate::index::IndexCommand),
     /// Run one node of the Raft catalog cluster (gRPC, port 3102).
     Catalog(CatalogArgs),
     /// Change the catalog cluster's membership.
@@ -315,7 +318,7 @@ struct IngestArgs {
 
 /// Credentials for a server with `[auth]`.
 #[derive(Debug, Args)]
-struct Login {
+pub(crate) struct Login {
     /// User name for a server with [auth]; the password comes from LAKEHOUSE_PASSWORD.
     #[arg(long, env = "LAKEHOUSE_USER")]
     user: Option<String>,
@@ -334,7 +337,7 @@ impl Login {
     }
 
     /// A client of the HTTP API at `server`, logging in when a user was named.
-    fn client(&self, server: &str) -> Result<GatewayClient, BoxError> {
+    pub(crate) fn client(&self, server: &str) -> Result<GatewayClient, BoxError> {
         let client = GatewayClient::new(server);
         Ok(match self.credentials()? {
             Some((user, password)) => client.with_login(user, password),
@@ -381,6 +384,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Sql(args) => sql(args).await,
         Command::Auth(AuthCommand::HashPassword) => hash_password(),
         Command::Table(TableCommand::SetMetadata(args)) => set_metadata(args).await,
+        Command::Index(command) => crate::index::run(command).await,
         Command::Catalog(args) => {
             let mut config = Config::load(cli.config.as_deref())?;
             let c = &mut config.catalog;

@@ -3,6 +3,7 @@
 
 mod catalog;
 pub mod cli;
+mod index;
 mod roles;
 mod status;
 pub mod up;

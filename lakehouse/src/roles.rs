@@ -9,10 +9,14 @@ use std::time::Duration;
 
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use lakehouse_catalog_raft::Catalog;
+use lakehouse_common::config::IndexLoad;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
 use lakehouse_flight_sql::{Auth, FlightSqlServer, SessionLimits};
-use lakehouse_gateway::{GatewayState, Metrics};
+use lakehouse_gateway::{Embedders, GatewayState, Metrics};
+use lakehouse_indexing::{
+    IndexCodec, IndexRuntime, IndexService, IndexSettings, VectorSearchFunction,
+};
 use lakehouse_ingest::TableWriter;
 use lakehouse_query::QueryEngine;
 use tokio::net::TcpListener;
@@ -49,10 +53,20 @@ fn bucket_runtime(
     }
 }
 
+/// What index tasks use on this node: one per process, so `up`'s roles share
+/// the loaded shards and models.
+pub(crate) fn index_runtime(config: &Config, bucket: &Bucket) -> Arc<IndexRuntime> {
+    IndexRuntime::new(
+        bucket.clone(),
+        Arc::new(Embedders::new(config.embedding.clone())),
+    )
+}
+
 /// The Ballista scheduler on `scheduler.addr`, reading `bucket`.
 pub(crate) async fn start_scheduler(
     config: &Config,
     bucket: &Bucket,
+    indexes: &Arc<IndexRuntime>,
 ) -> Result<lakehouse_scheduler::SchedulerHandle, BoxError> {
     let work_dir = config.node.data_dir.join("scheduler");
     std::fs::create_dir_all(&work_dir)
@@ -66,6 +80,7 @@ pub(crate) async fn start_scheduler(
             advertise_host: advertised_host(config, addr),
             job_timeout: Duration::from_secs(config.scheduler.job_timeout_secs),
             runtime_env: Some(runtime),
+            physical_codec: Some(Arc::new(IndexCodec::new(Arc::clone(indexes)))),
             ..Default::default()
         })
         .await?,
@@ -87,6 +102,7 @@ pub(crate) async fn start_executor(
     config: &Config,
     bucket: &Bucket,
     scheduler: SocketAddr,
+    indexes: &Arc<IndexRuntime>,
 ) -> Result<lakehouse_executor::ExecutorHandle, BoxError> {
     let runtime = bucket_runtime(bucket, config.executor_work_dir());
     Ok(
@@ -99,6 +115,7 @@ pub(crate) async fn start_executor(
             concurrent_tasks: config.executor.concurrent_tasks,
             work_dir: config.executor_work_dir(),
             runtime_producer: Some(Arc::new(move |_| runtime())),
+            physical_codec: Some(Arc::new(IndexCodec::new(Arc::clone(indexes)))),
             ..Default::default()
         })
         .await?,
@@ -130,7 +147,30 @@ pub(crate) async fn start_gateway(
     catalog: &Catalog,
     engine: QueryEngine,
     metrics: Arc<Metrics>,
+    indexes: &Arc<IndexRuntime>,
 ) -> Result<Gateway, BoxError> {
+    // Before any session is made from the engine: they all copy its functions.
+    engine.context().register_udtf(
+        lakehouse_indexing::FUNCTION_NAME,
+        Arc::new(VectorSearchFunction::new(
+            catalog.clone(),
+            Arc::clone(indexes),
+        )),
+    );
+    let index_service = IndexService::new(
+        catalog.clone(),
+        Arc::clone(indexes),
+        IndexSettings::from_config(&config.vector),
+        engine.context().clone(),
+    );
+    if config.vector.load == IndexLoad::Eager {
+        let warm = index_service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.load_active().await {
+                tracing::warn!(error = %e, "loading the active index versions failed; searches load them on demand");
+            }
+        });
+    }
     // Users, grants and TLS files are read before serving: a bad entry stops here.
     // One Auth for both front ends: a Flight SQL session token works over HTTP, and
     // GRANT and REVOKE over SQL are kept in the replicated catalog.
@@ -148,8 +188,9 @@ pub(crate) async fn start_gateway(
         metrics,
         spool_dir: config.node.data_dir.join("spool"),
         max_ingest_bytes: config.gateway.max_ingest_bytes,
-        embedders: Arc::new(lakehouse_gateway::Embedders::new(config.embedding.clone())),
+        embedders: Arc::clone(indexes.embedders()),
         access: auth.clone(),
+        indexes: Some(index_service),
     };
 
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
@@ -207,7 +248,8 @@ pub(crate) async fn run_scheduler(
     listen_file: Option<PathBuf>,
 ) -> Result<(), BoxError> {
     let bucket = open_bucket(&config)?;
-    let scheduler = start_scheduler(&config, &bucket).await?;
+    let indexes = index_runtime(&config, &bucket);
+    let scheduler = start_scheduler(&config, &bucket, &indexes).await?;
     if let Some(path) = listen_file {
         write_listen_file(
             &path,
@@ -239,7 +281,8 @@ pub(crate) async fn run_executor(
 ) -> Result<(), BoxError> {
     let bucket = open_bucket(&config)?;
     let scheduler = resolve("scheduler.endpoint", &config.scheduler_endpoint()).await?;
-    let executor = start_executor(&config, &bucket, scheduler).await?;
+    let indexes = index_runtime(&config, &bucket);
+    let executor = start_executor(&config, &bucket, scheduler, &indexes).await?;
     eprintln!(
         "executor {} is up: Flight {}, gRPC {}, scheduler {scheduler} (Ctrl-C to stop)",
         executor.id(),
@@ -284,13 +327,14 @@ pub(crate) async fn run_gateway(
 ) -> Result<(), BoxError> {
     let bucket = open_bucket(&config)?;
     let endpoints = config.catalog.client_endpoints()?;
+    let indexes = index_runtime(&config, &bucket);
     let catalog = Catalog::connect(&endpoints, bucket, &config.catalog).await?;
     // The executors are not visible from here: size stages to this machine's cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let scheduler_url = format!("http://{}", config.scheduler_endpoint());
     let engine =
         QueryEngine::connect(catalog.clone(), &scheduler_url, &config.query, cores).await?;
-    let gateway = start_gateway(&config, &catalog, engine, Metrics::new(|_| {})).await?;
+    let gateway = start_gateway(&config, &catalog, engine, Metrics::new(|_| {}), &indexes).await?;
     if let Some(path) = listen_file {
         write_listen_file(
             &path,

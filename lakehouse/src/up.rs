@@ -13,7 +13,9 @@ use lakehouse_query::QueryEngine;
 use tracing::info;
 
 use crate::cli::BoxError;
-use crate::roles::{open_bucket, start_executor, start_gateway, start_scheduler, Gateway};
+use crate::roles::{
+    index_runtime, open_bucket, start_executor, start_gateway, start_scheduler, Gateway,
+};
 
 /// Runs until Ctrl-C or SIGTERM, then stops every role cleanly.
 pub async fn run(config: Config, listen_file: Option<PathBuf>) -> Result<(), BoxError> {
@@ -84,8 +86,9 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         Arc::new(SystemClock),
     )
     .await?;
-    let scheduler = start_scheduler(&config, catalog.bucket()).await?;
-    let executor = start_executor(&config, catalog.bucket(), scheduler.addr()).await?;
+    let indexes = index_runtime(&config, catalog.bucket());
+    let scheduler = start_scheduler(&config, catalog.bucket(), &indexes).await?;
+    let executor = start_executor(&config, catalog.bucket(), scheduler.addr(), &indexes).await?;
     let local_executor =
         lakehouse_scheduler::LocalExecutor::list(executor.id(), &config.executor_work_dir());
     let engine = QueryEngine::connect(
@@ -96,7 +99,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     )
     .await?;
     let metrics = metrics(&scheduler, &executor);
-    let gateway = start_gateway(&config, &catalog, engine, metrics).await?;
+    let gateway = start_gateway(&config, &catalog, engine, metrics, &indexes).await?;
     info!(http_addr = %gateway.http_addr, flight_addr = %gateway.flight_sql_addr, auth = config.auth.enabled, tls = config.tls.enabled(), scheduler = %scheduler.addr(), data_dir = %config.node.data_dir.display(), "lakehouse is up");
     Ok(Running {
         http_addr: gateway.http_addr,

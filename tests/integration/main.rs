@@ -3,5 +3,6 @@
 mod ballista;
 mod cluster;
 mod embeddings;
+mod indexes;
 mod roles;
 mod up;

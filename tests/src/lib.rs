@@ -17,8 +17,15 @@ pub struct TestUp {
 
 impl TestUp {
     pub async fn start() -> Result<Self, BoxError> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestUp::start`], with `adjust` applied to the test config first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Result<Self, BoxError> {
         let data_dir = tempfile::tempdir()?;
-        let running = lakehouse::up::start(Self::config(data_dir.path())).await?;
+        let mut config = Self::config(data_dir.path());
+        adjust(&mut config);
+        let running = lakehouse::up::start(config).await?;
         Ok(Self { running, data_dir })
     }
 
