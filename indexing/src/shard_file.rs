@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchReader,
+};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
@@ -107,24 +109,24 @@ pub fn decode(bytes: Bytes, location: &str, columns: &[&str]) -> Result<RecordBa
     let builder = if columns.is_empty() {
         builder
     } else {
+        // By top-level field: `vector` is a list whose Parquet leaf is named `item`.
         let schema = builder.parquet_schema();
+        let fields = schema.root_schema().get_fields();
         let mut indices = Vec::with_capacity(columns.len());
         for name in columns {
-            let index = schema
-                .columns()
+            let index = fields
                 .iter()
-                .position(|c| c.name() == *name)
+                .position(|f| f.name() == *name)
                 .ok_or_else(|| bad(format!("no column `{name}`")))?;
             indices.push(index);
         }
-        let mask = ProjectionMask::leaves(schema, indices);
+        let mask = ProjectionMask::roots(schema, indices);
         builder.with_projection(mask)
     };
-    let schema = Arc::clone(builder.schema());
-    let batches = builder
-        .build()
-        .map_err(|e| bad(e.to_string()))?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    // The reader's schema is the projected one; the builder's is the whole file's.
+    let schema = reader.schema();
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(concat_batches(&schema, &batches)?)
 }
 
@@ -156,4 +158,38 @@ pub fn flat_vectors<'a>(batch: &'a RecordBatch, location: &str) -> Result<(&'a [
         return Err(bad("`vector` has nulls or is sliced"));
     }
     Ok((values.values(), dims))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use arrow::array::{Int32Array, Int64Array, StringArray, UInt64Array};
+
+    use super::*;
+
+    #[test]
+    fn named_columns_decode_nested_ones_too() {
+        let batch = RecordBatch::try_new(
+            part_schema(KeyType::Int64, 2),
+            vec![
+                Arc::new(Int64Array::from(vec![7, 8])),
+                Arc::new(Int32Array::from(vec![0, 0])),
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(UInt64Array::from(vec![1, 2])),
+                vector_column(vec![1.0, 2.0, 3.0, 4.0], 2).unwrap(),
+            ],
+        )
+        .unwrap();
+        let bytes = Bytes::from(encode(&batch).unwrap());
+        let vectors = decode(bytes.clone(), "p", &[VECTOR]).unwrap();
+        assert_eq!(vectors.num_columns(), 1);
+        assert_eq!(
+            flat_vectors(&vectors, "p").unwrap(),
+            (&[1.0, 2.0, 3.0, 4.0][..], 2)
+        );
+        let texts = decode(bytes.clone(), "p", &[DOC_ID, CHUNK_TEXT]).unwrap();
+        assert_eq!(texts.schema().field(1).name(), CHUNK_TEXT);
+        let err = decode(bytes, "p", &["nope"]).unwrap_err().to_string();
+        assert!(err.contains("no column `nope`"), "{err}");
+    }
 }
