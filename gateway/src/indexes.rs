@@ -2,7 +2,8 @@
 //! `POST /v1/indexes/{name}/refresh` answer with a stream of NDJSON progress
 //! events ending in `{"event":"done","version":…}` or `{"event":"error",…}`;
 //! list / show / activate / drop are plain JSON; `POST /v1/search` runs the
-//! same plan as SQL's `vector_search`.
+//! same plan as SQL's `vector_search`. `POST /v1/indexes/{name}/tune` tries HNSW
+//! settings and `GET /hnsw/trials` reads the trial journal back.
 
 use std::convert::Infallible;
 
@@ -13,7 +14,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use lakehouse_catalog_raft::VectorIndex;
-use lakehouse_indexing::{CreateIndex, IndexService, PreparedBuild, Progress, SearchRequest};
+use lakehouse_indexing::{
+    CreateIndex, IndexService, PreparedBuild, Progress, SearchRequest, DEFAULT_SAMPLE,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -245,4 +248,64 @@ fn summary(index: &VectorIndex) -> Value {
         })).collect::<Vec<_>>(),
         "dims": active.map(|v| v.dims),
     })
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TuneBody {
+    sample: Option<usize>,
+}
+
+/// `POST /v1/indexes/{name}/tune`: HNSW settings tried on a sample of the
+/// active version, every trial journaled; answers with the trials and the best.
+pub(crate) async fn tune(
+    State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let TuneBody { sample } = if body.is_empty() {
+        TuneBody::default()
+    } else {
+        parse(&body, r#"{} or {"sample": number of vectors}"#)?
+    };
+    caller.require_write(format!("tune vector index `{name}`"))?;
+    find(&state, &caller, &name)?;
+    let report = service(&state)?
+        .tune(&name, sample.unwrap_or(DEFAULT_SAMPLE))
+        .await?;
+    Ok(Json(json!(report)))
+}
+
+/// Trials `GET /hnsw/trials` answers with unless told otherwise, and at most.
+const DEFAULT_TRIALS: usize = 100;
+const MAX_TRIALS: usize = 10_000;
+
+#[derive(Deserialize)]
+pub(crate) struct TrialsParams {
+    limit: Option<usize>,
+    index: Option<String>,
+}
+
+/// `GET /hnsw/trials?limit=N&index=NAME`: the most recent tuning trials, newest
+/// first, of indexes whose source table the caller may read; `source` says
+/// whether the in-memory ring held enough or the journal's batches were read.
+pub(crate) async fn trials(
+    State(state): State<GatewayState>,
+    Extension(caller): Extension<Caller>,
+    Query(TrialsParams { limit, index }): Query<TrialsParams>,
+) -> Result<Json<Value>> {
+    let limit = limit.unwrap_or(DEFAULT_TRIALS);
+    if !(1..=MAX_TRIALS).contains(&limit) {
+        return Err(Error::BadRequest(format!(
+            "limit={limit}: ask for 1 to {MAX_TRIALS} trials"
+        )));
+    }
+    let (source, trials) = service(&state)?
+        .trials(limit, |event| {
+            index.as_ref().is_none_or(|name| *name == event.index)
+                && caller.may_read(&state, &event.table)
+        })
+        .await?;
+    Ok(Json(json!({ "source": source, "trials": trials })))
 }

@@ -50,9 +50,9 @@ pub struct GatewayState {
 }
 
 pub fn router(state: GatewayState) -> Router {
-    // With auth on, everything under /v1 needs credentials. /health stays open for
-    // probes, /metrics for Prometheus scrapers, which usually come without any: it
-    // holds counters only, no table names or data.
+    // With auth on, everything under /v1 and /hnsw/trials needs credentials. /health
+    // stays open for probes, /metrics for Prometheus scrapers, which usually come
+    // without any: it holds counters only, no table names or data.
     let api = Router::new()
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/indexes", get(indexes::list).post(indexes::create))
@@ -62,6 +62,8 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/v1/indexes/{name}/activate", post(indexes::activate))
         .route("/v1/indexes/{name}/refresh", post(indexes::refresh))
+        .route("/v1/indexes/{name}/tune", post(indexes::tune))
+        .route("/hnsw/trials", get(indexes::trials))
         .route("/v1/search", post(indexes::search))
         .route("/v1/tables", get(tables::list))
         .route("/v1/tables/{name}", get(tables::show))

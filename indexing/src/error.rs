@@ -59,6 +59,9 @@ pub enum Error {
 
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+
+    #[error("the tuning run stopped before it finished: {0}")]
+    TuneAborted(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -81,7 +84,8 @@ impl Error {
             Error::BadShard { .. }
             | Error::UnknownBucket { .. }
             | Error::Parquet(_)
-            | Error::Arrow(_) => ErrorKind::Internal,
+            | Error::Arrow(_)
+            | Error::TuneAborted(_) => ErrorKind::Internal,
         }
     }
 }

@@ -16,7 +16,7 @@ use lakehouse_catalog_raft::{
     Table,
 };
 use lakehouse_common::config::{VectorBackend, VectorConfig, DEFAULT_EMBEDDING_PROFILE};
-use lakehouse_common::ObjectRef;
+use lakehouse_common::{AppendLog, ObjectRef};
 use object_store::ObjectStore;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -31,6 +31,7 @@ use crate::shard_file::KeyType;
 use crate::tasks::build::{BuildSpec, BuildTask};
 use crate::tasks::embed::{EmbedSpec, EmbedTask};
 use crate::tasks::{IndexTaskExec, TaskSpec};
+use crate::tune::open_trial_journal;
 
 /// Defaults of new index versions (`[vector]`).
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct IndexSettings {
     pub chunking: Chunking,
     pub rows_per_task: u64,
     pub default_profile: String,
+    /// Recent tuning trials kept in memory (`vector.trials_ring`).
+    pub trials_ring: usize,
 }
 
 impl IndexSettings {
@@ -58,6 +61,7 @@ impl IndexSettings {
             },
             rows_per_task: vector.rows_per_task as u64,
             default_profile: DEFAULT_EMBEDDING_PROFILE.to_string(),
+            trials_ring: vector.trials_ring,
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct IndexService {
     settings: IndexSettings,
     /// A session of the query engine: its plans run as Ballista jobs.
     ctx: SessionContext,
+    /// One per process: journal writers must not share a prefix (ADR-018).
+    pub(crate) trial_journal: Arc<AppendLog>,
 }
 
 impl std::fmt::Debug for IndexService {
@@ -144,11 +150,13 @@ impl IndexService {
         settings: IndexSettings,
         ctx: SessionContext,
     ) -> Self {
+        let trial_journal = open_trial_journal(runtime.bucket(), settings.trials_ring);
         Self {
             catalog,
             runtime,
             settings,
             ctx,
+            trial_journal,
         }
     }
 

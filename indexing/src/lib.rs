@@ -17,6 +17,7 @@ mod runtime;
 mod search_function;
 pub mod shard_file;
 pub mod tasks;
+mod tune;
 
 pub use codec::IndexCodec;
 pub use error::{Error, Result};
@@ -24,3 +25,4 @@ pub use jobs::{CreateIndex, IndexService, IndexSettings, PreparedBuild, Progress
 pub use loaded::ShardRef;
 pub use runtime::IndexRuntime;
 pub use search_function::{SearchRequest, VectorSearchFunction, VectorSearchTable, FUNCTION_NAME};
+pub use tune::{TrialEvent, TrialSource, TuneReport, DEFAULT_SAMPLE, TARGET_RECALL, TRIALS_PREFIX};

@@ -24,6 +24,8 @@ pub(crate) enum IndexCommand {
     /// A new version over the source table's current rows; only new or changed
     /// text is embedded again.
     Refresh(NamedArgs),
+    /// Try HNSW settings on a sample of the active version: recall@10 and latency.
+    Tune(TuneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +94,16 @@ pub(crate) struct DropArgs {
     server: ServerArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct TuneArgs {
+    name: String,
+    /// Vectors to sample (default 5000); up to 100 other rows are the queries.
+    #[arg(long)]
+    sample: Option<usize>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 impl ServerArgs {
     fn client(&self) -> Result<GatewayClient, BoxError> {
         self.login.client(&self.server)
@@ -115,6 +127,17 @@ pub(crate) async fn run(command: IndexCommand) -> Result<(), BoxError> {
         IndexCommand::Refresh(args) => {
             let path = format!("/v1/indexes/{}/refresh", urlencode(&args.name));
             build(&args.server, &path, &json!({})).await
+        }
+        IndexCommand::Tune(args) => {
+            let path = format!("/v1/indexes/{}/tune", urlencode(&args.name));
+            let body = json!({ "sample": args.sample });
+            let report = args
+                .server
+                .client()?
+                .call(Method::POST, &path, Some(&body))
+                .await?;
+            print_tune(&report);
+            Ok(())
         }
         IndexCommand::List(args) => {
             let answer = args
@@ -242,4 +265,47 @@ fn print_list(answer: &Value) {
             );
         }
     }
+}
+
+fn print_tune(report: &Value) {
+    println!(
+        "{} version {}: {} vectors, {} queries",
+        report["index"].as_str().unwrap_or("?"),
+        report["version"],
+        report["vectors"],
+        report["queries"],
+    );
+    println!(
+        "{:>4} {:>15} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "m", "ef_construction", "ef_search", "recall@10", "p50 µs", "p95 µs", "build ms"
+    );
+    for trial in report["trials"].as_array().cloned().unwrap_or_default() {
+        println!("{}", trial_line(&trial));
+    }
+    let target = report["target_recall"].as_f64().unwrap_or(0.95);
+    match &report["best"] {
+        Value::Null => println!("no trials"),
+        best if best["recall_at_10"].as_f64().unwrap_or(0.0) >= target => {
+            println!("best (fastest with recall@10 >= {target}):");
+            println!("{}", trial_line(best));
+        }
+        best => {
+            println!("no setting reached recall@10 {target}; the most accurate:");
+            println!("{}", trial_line(best));
+        }
+    }
+}
+
+fn trial_line(trial: &Value) -> String {
+    let number = |name: &str| trial[name].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "{:>4} {:>15} {:>9} {:>9.3} {:>10.1} {:>10.1} {:>10.1}",
+        trial["m"],
+        trial["ef_construction"],
+        trial["ef_search"],
+        number("recall_at_10"),
+        number("p50_us"),
+        number("p95_us"),
+        number("build_ms"),
+    )
 }

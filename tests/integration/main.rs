@@ -5,4 +5,5 @@ mod cluster;
 mod embeddings;
 mod indexes;
 mod roles;
+mod tuning;
 mod up;
