@@ -12,8 +12,7 @@ use arrow::datatypes::{DataType, UInt32Type, UInt64Type};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use lakehouse_catalog_raft::{
-    Catalog, Chunking, DataFile, HnswParams, IndexShard, IndexStatus, IndexVersion, ShardBackend,
-    Table,
+    Catalog, Chunking, DataFile, HnswParams, IndexShard, IndexStatus, IndexVersion, Table,
 };
 use lakehouse_common::config::{VectorBackend, VectorConfig, DEFAULT_EMBEDDING_PROFILE};
 use lakehouse_common::{AppendLog, ObjectRef};
@@ -25,10 +24,10 @@ use tracing::{info, instrument, warn};
 use crate::error::{Error, Result};
 use crate::job_table::run_plan;
 use crate::loaded::ShardRef;
-use crate::runtime::IndexRuntime;
+use crate::runtime::{lance_params, IndexRuntime};
 use crate::search_function::{SearchRequest, VectorSearchFunction, VectorSearchTable};
 use crate::shard_file::KeyType;
-use crate::tasks::build::{BuildSpec, BuildTask};
+use crate::tasks::build::{self, BuildSpec, BuildTask};
 use crate::tasks::embed::{EmbedSpec, EmbedTask};
 use crate::tasks::{IndexTaskExec, TaskSpec};
 use crate::tune::open_trial_journal;
@@ -38,6 +37,7 @@ use crate::tune::open_trial_journal;
 pub struct IndexSettings {
     pub ram_ceiling_bytes: u64,
     pub hnsw: HnswParams,
+    pub lance: lakehouse_vector::LanceParams,
     pub chunking: Chunking,
     pub rows_per_task: u64,
     pub default_profile: String,
@@ -50,6 +50,7 @@ impl IndexSettings {
         let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         Self {
             ram_ceiling_bytes: vector.ram_ceiling_bytes,
+            lance: lance_params(vector),
             hnsw: HnswParams {
                 m: narrow(vector.m),
                 ef_construction: narrow(vector.ef_construction),
@@ -220,7 +221,7 @@ impl IndexService {
             what: "active version to refresh".to_string(),
         })?;
         let table = self.table(&active.source_table)?;
-        let previous = active.shards.iter().map(|s| s.data.clone()).collect();
+        let previous = active.shards.iter().map(build::part_of).collect();
         let mut prepared = self
             .prepare(
                 name.to_string(),
@@ -415,26 +416,17 @@ impl IndexService {
             .zip(chunks)
             .filter(|(_, n)| *n > 0)
             .collect();
-        if backend == VectorBackend::Lance {
-            return Err(Error::InvalidArgument(
-                "the lance vector backend is not available in this build yet".to_string(),
-            ));
-        }
         let build = BuildSpec {
             hnsw: self.settings.hnsw,
             ram_ceiling_bytes: self.settings.ram_ceiling_bytes,
+            backend,
+            lance: self.settings.lance.clone(),
             shards: kept
                 .iter()
-                .map(|(data, _)| BuildTask {
-                    data: data.clone(),
-                    graph: ObjectRef {
-                        bucket: data.bucket.clone(),
-                        key: data.key.replace(".parquet", ".hnsw"),
-                    },
-                })
+                .map(|(data, _)| BuildTask::of_part(data))
                 .collect(),
         };
-        let graphs: Vec<ObjectRef> = build.shards.iter().map(|s| s.graph.clone()).collect();
+        let tasks = build.shards.clone();
         let shards = kept.len();
         let watcher = self.watch(prefix, shards, progress.clone(), ".hnsw");
         let built = run_plan(
@@ -446,7 +438,7 @@ impl IndexService {
         )
         .await;
         watcher.abort();
-        built?;
+        let backends = build::backends(&built?, shards)?;
         let _ = progress
             .send(Progress::Building {
                 shards_done: shards,
@@ -454,14 +446,11 @@ impl IndexService {
             })
             .await;
         Ok((
-            kept.into_iter()
-                .zip(graphs)
-                .map(|((data, chunks), graph)| IndexShard {
-                    data,
-                    graph: Some(graph),
-                    backend: ShardBackend::Hnsw,
-                    chunks,
-                })
+            tasks
+                .iter()
+                .zip(backends)
+                .zip(kept)
+                .map(|((task, backend), (_, chunks))| task.shard(backend, chunks))
                 .collect(),
             embedded.iter().sum(),
         ))
@@ -484,8 +473,14 @@ impl IndexService {
                 tokio::time::sleep(PROGRESS_POLL).await;
                 let mut listing = store.list(Some(&prefix));
                 while let Some(Ok(meta)) = listing.next().await {
-                    if meta.location.as_ref().ends_with(suffix) {
-                        seen.insert(meta.location.to_string());
+                    let location = meta.location.as_ref();
+                    let finished = if suffix == ".hnsw" {
+                        build::built_shard(location)
+                    } else {
+                        location.ends_with(suffix).then_some(location)
+                    };
+                    if let Some(finished) = finished {
+                        seen.insert(finished.to_string());
                     }
                 }
                 let done = seen.len().min(total);

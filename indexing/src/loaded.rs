@@ -1,13 +1,14 @@
-//! Shards loaded on this node for search: the frozen graph from its sidecar,
-//! and the part's doc ids and chunk texts that results are taken from. Loaded
-//! once per node and kept; concurrent first searches wait for one load.
+//! Shards loaded on this node for search: an HNSW shard's frozen graph from
+//! its sidecar with the part's doc ids and chunk texts that results are taken
+//! from, or a Lance shard opened where it is (its searches read the dataset).
+//! Loaded once per node and kept; concurrent first searches wait for one load.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::ArrayRef;
-use lakehouse_vector::FrozenHnsw;
+use lakehouse_vector::{FrozenHnsw, LanceShard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::info;
@@ -38,7 +39,13 @@ impl ShardRef {
 }
 
 #[derive(Debug)]
-pub(crate) struct LoadedShard {
+pub(crate) enum LoadedShard {
+    Hnsw(HnswShard),
+    Lance(LanceShard),
+}
+
+#[derive(Debug)]
+pub(crate) struct HnswShard {
     pub(crate) graph: FrozenHnsw,
     pub(crate) doc_ids: ArrayRef,
     pub(crate) chunk_texts: ArrayRef,
@@ -73,25 +80,44 @@ impl ShardCache {
 async fn load(shard: &ShardRef, runtime: &IndexRuntime) -> Result<Arc<LoadedShard>> {
     let started = Instant::now();
     let location = describe(&shard.data);
-    let graph_ref = match (shard.backend, &shard.graph) {
-        (ShardBackend::Hnsw, Some(graph)) => graph,
-        _ => {
+    let loaded = match (shard.backend, &shard.graph) {
+        (ShardBackend::Hnsw, Some(graph)) => {
+            LoadedShard::Hnsw(load_hnsw(&shard.data, graph, runtime).await?)
+        }
+        (ShardBackend::Hnsw, None) => {
             return Err(Error::BadShard {
                 location,
-                reason: format!(
-                    "a {} shard without an HNSW sidecar cannot be loaded as one",
-                    shard.backend
-                ),
+                reason: "an hnsw shard without an HNSW sidecar cannot be loaded".to_string(),
             })
         }
+        (ShardBackend::Lance, _) => {
+            let uri = runtime.lance_uri(&shard.data)?;
+            LoadedShard::Lance(LanceShard::open(&uri, HashMap::new(), runtime.lance()).await?)
+        }
     };
+    let vectors = match &loaded {
+        LoadedShard::Hnsw(hnsw) => hnsw.graph.len(),
+        LoadedShard::Lance(lance) => lance.len(),
+    };
+    info!(
+        shard = %location,
+        backend = %shard.backend,
+        vectors,
+        load_ms = started.elapsed().as_millis() as u64,
+        "loaded shard"
+    );
+    Ok(Arc::new(loaded))
+}
+
+async fn load_hnsw(
+    data: &ObjectRef,
+    graph_ref: &ObjectRef,
+    runtime: &IndexRuntime,
+) -> Result<HnswShard> {
+    let location = describe(data);
     runtime.locate(graph_ref)?;
     let graph = lakehouse_vector::sidecar::read_sidecar(runtime.bucket(), graph_ref).await?;
-    let part = shard_file::decode(
-        runtime.get(&shard.data).await?,
-        &location,
-        &[DOC_ID, CHUNK_TEXT],
-    )?;
+    let part = shard_file::decode(runtime.get(data).await?, &location, &[DOC_ID, CHUNK_TEXT])?;
     if part.num_rows() != graph.len() {
         return Err(Error::BadShard {
             location,
@@ -104,15 +130,9 @@ async fn load(shard: &ShardRef, runtime: &IndexRuntime) -> Result<Arc<LoadedShar
     }
     let doc_ids = Arc::clone(shard_file::column(&part, DOC_ID, &location)?);
     let chunk_texts = Arc::clone(shard_file::column(&part, CHUNK_TEXT, &location)?);
-    info!(
-        shard = %location,
-        vectors = graph.len(),
-        load_ms = started.elapsed().as_millis() as u64,
-        "loaded shard"
-    );
-    Ok(Arc::new(LoadedShard {
+    Ok(HnswShard {
         graph,
         doc_ids,
         chunk_texts,
-    }))
+    })
 }

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
+use lakehouse_common::config::VectorConfig;
 use lakehouse_common::{Bucket, ObjectRef};
 use lakehouse_embedding::Embedders;
+use lakehouse_vector::LanceParams;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -17,16 +20,34 @@ use crate::loaded::{LoadedShard, ShardCache, ShardRef};
 pub struct IndexRuntime {
     bucket: Bucket,
     embedders: Arc<Embedders>,
+    /// How Lance shards are built and searched on this node.
+    lance: LanceParams,
     shards: ShardCache,
 }
 
+/// The `[vector]` Lance settings.
+pub(crate) fn lance_params(vector: &VectorConfig) -> LanceParams {
+    LanceParams {
+        partitions: vector.lance_partitions,
+        nprobes: vector.lance_nprobes,
+        ef: vector.lance_ef,
+        refine_factor: vector.lance_refine_factor,
+    }
+}
+
 impl IndexRuntime {
-    pub fn new(bucket: Bucket, embedders: Arc<Embedders>) -> Arc<Self> {
+    /// `vector`: the node's `[vector]` settings (how it opens and searches Lance shards).
+    pub fn new(bucket: Bucket, embedders: Arc<Embedders>, vector: &VectorConfig) -> Arc<Self> {
         Arc::new(Self {
             bucket,
             embedders,
+            lance: lance_params(vector),
             shards: ShardCache::default(),
         })
+    }
+
+    pub(crate) fn lance(&self) -> &LanceParams {
+        &self.lance
     }
 
     pub fn bucket(&self) -> &Bucket {
@@ -56,6 +77,40 @@ impl IndexRuntime {
             reason: e.to_string(),
         })?;
         Ok((self.bucket.store(), path))
+    }
+
+    /// The URI Lance opens the dataset `object` at. Lance is built without its
+    /// cloud object stores (they bring the AWS SDK), so only local buckets.
+    pub(crate) fn lance_uri(&self, object: &ObjectRef) -> Result<String> {
+        self.locate(object)?;
+        let url = self.bucket.url_of(&object.key);
+        if url.starts_with("file://") {
+            Ok(url)
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "shard {}: Lance shards need a local bucket in this build, and bucket `{}` is at {url}; \
+                 use vector_backend = \"parquet\" and a vector.ram_ceiling_bytes that every shard fits under",
+                describe(object),
+                self.bucket.name()
+            )))
+        }
+    }
+
+    /// Deletes every object under the directory `object`.
+    pub(crate) async fn delete_under(&self, object: &ObjectRef) -> Result<()> {
+        let (store, path) = self.locate(object)?;
+        let found: Vec<_> = store.list(Some(&path)).try_collect().await?;
+        for meta in found {
+            store.delete(&meta.location).await?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of every object under the directory `object`.
+    pub(crate) async fn size_under(&self, object: &ObjectRef) -> Result<u64> {
+        let (store, path) = self.locate(object)?;
+        let found: Vec<_> = store.list(Some(&path)).try_collect().await?;
+        Ok(found.iter().map(|m| m.size).sum())
     }
 
     pub(crate) async fn get(&self, object: &ObjectRef) -> Result<Bytes> {

@@ -59,6 +59,7 @@ pub(crate) fn index_runtime(config: &Config, bucket: &Bucket) -> Arc<IndexRuntim
     IndexRuntime::new(
         bucket.clone(),
         Arc::new(Embedders::new(config.embedding.clone())),
+        &config.vector,
     )
 }
 

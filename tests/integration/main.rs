@@ -4,6 +4,7 @@ mod ballista;
 mod cluster;
 mod embeddings;
 mod indexes;
+mod lance_indexes;
 mod roles;
 mod tuning;
 mod up;

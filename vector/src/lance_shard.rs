@@ -6,6 +6,8 @@
 //! index on `doc_id` for random access. Appends add new data files and leave the
 //! old ones alone; until [`LanceShard::optimize_indices`] runs, Lance searches the
 //! rows the indexes do not cover by a flat scan, so they are found all the same.
+//! A shard of fewer than [`MIN_INDEXED_ROWS`] rows gets no vector index at all:
+//! Lance answers its searches by the same flat scan.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -41,11 +43,18 @@ pub const VECTOR: &str = "vector";
 /// The similarity column of search results.
 pub const SCORE: &str = "score";
 
+/// Shards with fewer rows are written without a vector index. Lance trains
+/// IVF_HNSW_SQ on as few rows as it has partitions (only PQ codebooks need
+/// 256, `2^num_bits`), but an IVF of a handful of tiny partitions buys nothing:
+/// the flat scan Lance falls back to over so few rows is exact and takes
+/// microseconds, and an index would only let a low nprobes miss results.
+pub const MIN_INDEXED_ROWS: usize = 256;
+
 const VECTOR_INDEX: &str = "vector_idx";
 const DOC_ID_INDEX: &str = "doc_id_idx";
 
 /// How a Lance shard is indexed and searched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LanceParams {
     /// IVF partitions; 0 picks about √rows.
     pub partitions: usize,
@@ -81,6 +90,15 @@ pub struct LanceShard {
     writer: Mutex<()>,
 }
 
+impl std::fmt::Debug for LanceShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanceShard")
+            .field("uri", &self.uri)
+            .field("rows", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 struct Snapshot {
     dataset: Arc<Dataset>,
@@ -89,7 +107,8 @@ struct Snapshot {
 
 impl LanceShard {
     /// Writes `batches` as a new Lance dataset at `uri` and indexes it: IVF_HNSW_SQ
-    /// on `vector` (L2, which ranks unit vectors as cosine does) and BTREE on `doc_id`.
+    /// on `vector` (L2, which ranks unit vectors as cosine does; none below
+    /// [`MIN_INDEXED_ROWS`]) and BTREE on `doc_id`.
     #[instrument(skip_all, fields(uri, rows))]
     pub async fn write(
         uri: &str,
@@ -122,25 +141,28 @@ impl LanceShard {
         let written = started.elapsed();
 
         let partitions = match params.partitions {
+            _ if rows < MIN_INDEXED_ROWS => 0,
             0 => ((rows as f64).sqrt().round() as usize).max(1),
             p => p.min(rows),
         };
-        let vector_index = VectorIndexParams::with_ivf_hnsw_sq_params(
-            DistanceType::L2,
-            IvfBuildParams::new(partitions),
-            HnswBuildParams::default(),
-            SQBuildParams::default(),
-        );
-        dataset
-            .create_index(
-                &[VECTOR],
-                IndexType::Vector,
-                Some(VECTOR_INDEX.into()),
-                &vector_index,
-                true,
-            )
-            .await
-            .map_err(|e| lance_error(uri, "build the IVF_HNSW_SQ index on", e))?;
+        if partitions > 0 {
+            let vector_index = VectorIndexParams::with_ivf_hnsw_sq_params(
+                DistanceType::L2,
+                IvfBuildParams::new(partitions),
+                HnswBuildParams::default(),
+                SQBuildParams::default(),
+            );
+            dataset
+                .create_index(
+                    &[VECTOR],
+                    IndexType::Vector,
+                    Some(VECTOR_INDEX.into()),
+                    &vector_index,
+                    true,
+                )
+                .await
+                .map_err(|e| lance_error(uri, "build the IVF_HNSW_SQ index on", e))?;
+        }
         dataset
             .create_index(
                 &[DOC_ID],
@@ -243,6 +265,8 @@ impl LanceShard {
             .map_err(scan_error)?
             .nearest(VECTOR, &key, k)
             .map_err(|e| Error::InvalidInput(format!("query vector: {e}")))?
+            // The index's metric, and the one `to_scored` assumes when there is no index.
+            .distance_metric(DistanceType::L2)
             .ef(ef);
         if prefilter.is_some() {
             // A fixed nprobes caps the probes, and the probed partitions may hold
@@ -677,6 +701,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn small_shards_have_no_vector_index_and_are_searched_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rng = Rng(23);
+        let vectors = unit_vectors(&mut rng, 40);
+        let query = unit_vectors(&mut rng, 1);
+        let shard = LanceShard::write(
+            &uri(dir.path()),
+            HashMap::new(),
+            vec![chunks(0, &vectors)],
+            &params(),
+        )
+        .await
+        .expect("write");
+        let indexes = shard
+            .snapshot()
+            .dataset
+            .load_indices()
+            .await
+            .expect("indices");
+        let names: Vec<&str> = indexes.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, vec![DOC_ID_INDEX], "only the doc_id index");
+
+        // The flat scan is exact, scores included, with or without a prefilter.
+        let result = shard.search(&query, 5, None).await.expect("search");
+        assert_eq!(ids(&result), exact(&vectors, &query, 5));
+        let best = ((ids(&result)[0] - 1_000_000) / 7) as usize;
+        let cosine: f32 = vectors[best * DIMS..(best + 1) * DIMS]
+            .iter()
+            .zip(&query)
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!((scores(&result)[0] - cosine).abs() < 1e-4);
+        let filtered = shard
+            .search(&query, 5, Some("doc_id >= 1000140"))
+            .await
+            .expect("filtered search");
+        assert_eq!(filtered.num_rows(), 5);
+        let truth: Vec<u64> = exact(&vectors[20 * DIMS..], &query, 5)
+            .into_iter()
+            .map(|id| id + 7 * 20)
+            .collect();
+        assert_eq!(ids(&filtered), truth);
+    }
+
+    #[tokio::test]
     async fn take_by_doc_id_uses_the_btree_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut rng = Rng(13);
@@ -804,14 +873,13 @@ mod tests {
 
         let again =
             LanceShard::write(&uri(dir.path()), HashMap::new(), vec![batch], &params()).await;
-        let err = again.err().expect("second write");
+        let err = again.expect_err("second write");
         assert!(matches!(err, Error::ShardExists { .. }), "{err}");
 
         let missing = format!("file://{}", dir.path().join("nothing.lance").display());
         let err = LanceShard::open(&missing, HashMap::new(), &params())
             .await
-            .err()
-            .expect("missing shard");
+            .expect_err("missing shard");
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         assert!(err.to_string().contains("nothing.lance"), "{err}");
     }

@@ -2,23 +2,26 @@
 //! the query vector's `k` nearest chunks — only among chunks that pass the
 //! pushed-down filter, so a filtered search still finds `k` when `k` match —
 //! and returns them with their score; the plan above merges the top `k`.
+//! HNSW shards evaluate the filter here; Lance shards get it as SQL and apply
+//! it as a prefilter. Both return the same columns, so one index may mix them.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, BooleanArray, Float32Array, RecordBatch, UInt32Array};
-use arrow::compute::take;
+use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_expr::execution_props::ExecutionProps;
+use datafusion::sql::unparser::expr_to_sql;
 use datafusion_proto::bytes::Serializeable;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::error::{Error, Result};
-use crate::loaded::ShardRef;
+use crate::loaded::{HnswShard, LoadedShard, ShardRef};
 use crate::runtime::IndexRuntime;
 use crate::shard_file::{KeyType, CHUNK_TEXT, DOC_ID};
 
@@ -56,7 +59,42 @@ impl SearchSpec {
         let shard_ref = self.shards.get(partition).ok_or_else(|| {
             Error::InvalidArgument(format!("vector search has no shard {partition}"))
         })?;
-        let shard = runtime.load(shard_ref).await?;
+        match runtime.load(shard_ref).await?.as_ref() {
+            LoadedShard::Hnsw(shard) => self.search_hnsw(shard, context),
+            LoadedShard::Lance(shard) => {
+                let prefilter = self
+                    .filter
+                    .as_deref()
+                    .map(|bytes| {
+                        let expr = Expr::from_bytes_with_ctx(bytes, context)?;
+                        Ok::<_, Error>(expr_to_sql(&expr)?.to_string())
+                    })
+                    .transpose()?;
+                let found = shard
+                    .search(&self.query, self.k, prefilter.as_deref())
+                    .await?;
+                let schema = output_schema(self.key_type);
+                // Lance returns the types it stored; the plan has one schema for every shard.
+                let columns = schema
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        let column =
+                            found
+                                .column_by_name(field.name())
+                                .ok_or_else(|| Error::BadShard {
+                                    location: crate::runtime::describe(&shard_ref.data),
+                                    reason: format!("its search returned no `{}`", field.name()),
+                                })?;
+                        Ok(cast(column, field.data_type())?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(RecordBatch::try_new(schema, columns)?)
+            }
+        }
+    }
+
+    fn search_hnsw(&self, shard: &HnswShard, context: &TaskContext) -> Result<RecordBatch> {
         let schema = output_schema(self.key_type);
         let hits = match &self.filter {
             None => shard.graph.search(&self.query, self.k, self.ef)?,
