@@ -80,7 +80,7 @@ else
     "$LAKEHOUSE" index create cand_idx --table candidates --column skills --server "$SERVER"
 fi
 
-SEARCH="SELECT c.full_name, c.city, c.skills, ROUND(s.score, 3) AS score
+SEARCH="SELECT c.full_name, c.city, c.skills, ROUND(s.score, 3) AS similarity
 FROM vector_search('cand_idx', 'rust engineer in Austin', 5) s
 JOIN candidates c ON c.candidate_id = s.doc_id
 ORDER BY s.score DESC"
