@@ -216,15 +216,8 @@ struct SetMetadataArgs {
     table: String,
     #[command(flatten)]
     metadata: MetadataFlags,
-    /// HTTP address of the server.
-    #[arg(
-        long,
-        env = "LAKEHOUSE_SERVER",
-        default_value = "http://127.0.0.1:3100"
-    )]
-    server: String,
     #[command(flatten)]
-    login: Login,
+    http: HttpServer,
 }
 
 /// The six ADR-013 metadata fields, as flags of `ingest` and `table set-metadata`.
@@ -305,6 +298,13 @@ struct IngestArgs {
     /// For an existing table: append or replace.
     #[arg(long)]
     mode: Option<String>,
+    #[command(flatten)]
+    http: HttpServer,
+}
+
+/// The HTTP API a client subcommand talks to, and who is asking.
+#[derive(Debug, Args)]
+pub(crate) struct HttpServer {
     /// HTTP address of the server.
     #[arg(
         long,
@@ -316,9 +316,16 @@ struct IngestArgs {
     login: Login,
 }
 
+impl HttpServer {
+    /// A client of the HTTP API, logging in when a user was named.
+    pub(crate) fn client(&self) -> Result<GatewayClient, BoxError> {
+        self.login.client(&self.server)
+    }
+}
+
 /// Credentials for a server with `[auth]`.
 #[derive(Debug, Args)]
-pub(crate) struct Login {
+struct Login {
     /// User name for a server with [auth]; the password comes from LAKEHOUSE_PASSWORD.
     #[arg(long, env = "LAKEHOUSE_USER")]
     user: Option<String>,
@@ -337,7 +344,7 @@ impl Login {
     }
 
     /// A client of the HTTP API at `server`, logging in when a user was named.
-    pub(crate) fn client(&self, server: &str) -> Result<GatewayClient, BoxError> {
+    fn client(&self, server: &str) -> Result<GatewayClient, BoxError> {
         let client = GatewayClient::new(server);
         Ok(match self.credentials()? {
             Some((user, password)) => client.with_login(user, password),
@@ -542,7 +549,7 @@ async fn ingest(args: IngestArgs) -> Result<(), BoxError> {
     bar.set_message(format!("uploading {}", file_name(&args.file)));
     let progress = bar.clone();
     let started = Instant::now();
-    let client = args.login.client(&args.server)?;
+    let client = args.http.client()?;
     let result = client
         .ingest(
             &args.file,
@@ -600,7 +607,7 @@ async fn set_metadata(args: SetMetadataArgs) -> Result<(), BoxError> {
     if fields.is_empty() {
         return Err("nothing to set: give any of --owner, --sensitivity, --lineage, --freshness-sla, --description, --tags".into());
     }
-    let client = args.login.client(&args.server)?;
+    let client = args.http.client()?;
     let table = client
         .set_metadata(&args.table, &serde_json::Value::Object(fields))
         .await?;

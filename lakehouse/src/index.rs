@@ -3,10 +3,10 @@
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use lakehouse_gateway::client::{urlencode, GatewayClient, Method};
+use lakehouse_gateway::client::{urlencode, Method};
 use serde_json::{json, Value};
 
-use crate::cli::{BoxError, Login};
+use crate::cli::{BoxError, HttpServer};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum IndexCommand {
@@ -14,7 +14,7 @@ pub(crate) enum IndexCommand {
     /// as jobs on the executors.
     Create(CreateArgs),
     /// The indexes and their versions.
-    List(ServerArgs),
+    List(HttpServer),
     /// One index: every version with its model, source, chunking and shards.
     Show(NamedArgs),
     /// Make a ready version the one searches use.
@@ -29,24 +29,11 @@ pub(crate) enum IndexCommand {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ServerArgs {
-    /// HTTP address of the server.
-    #[arg(
-        long,
-        env = "LAKEHOUSE_SERVER",
-        default_value = "http://127.0.0.1:3100"
-    )]
-    server: String,
-    #[command(flatten)]
-    login: Login,
-}
-
-#[derive(Debug, Args)]
 pub(crate) struct NamedArgs {
     /// The index.
     name: String,
     #[command(flatten)]
-    server: ServerArgs,
+    server: HttpServer,
 }
 
 #[derive(Debug, Args)]
@@ -72,7 +59,7 @@ pub(crate) struct CreateArgs {
     #[arg(long)]
     overlap: Option<u32>,
     #[command(flatten)]
-    server: ServerArgs,
+    server: HttpServer,
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +68,7 @@ pub(crate) struct ActivateArgs {
     /// The version to activate.
     version: u64,
     #[command(flatten)]
-    server: ServerArgs,
+    server: HttpServer,
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +78,7 @@ pub(crate) struct DropArgs {
     #[arg(long)]
     version: Option<u64>,
     #[command(flatten)]
-    server: ServerArgs,
+    server: HttpServer,
 }
 
 #[derive(Debug, Args)]
@@ -101,13 +88,7 @@ pub(crate) struct TuneArgs {
     #[arg(long)]
     sample: Option<usize>,
     #[command(flatten)]
-    server: ServerArgs,
-}
-
-impl ServerArgs {
-    fn client(&self) -> Result<GatewayClient, BoxError> {
-        self.login.client(&self.server)
-    }
+    server: HttpServer,
 }
 
 pub(crate) async fn run(command: IndexCommand) -> Result<(), BoxError> {
@@ -182,7 +163,7 @@ pub(crate) async fn run(command: IndexCommand) -> Result<(), BoxError> {
 }
 
 /// Posts a build and draws its progress: parts embedded, then shards built.
-async fn build(server: &ServerArgs, path: &str, body: &Value) -> Result<(), BoxError> {
+async fn build(server: &HttpServer, path: &str, body: &Value) -> Result<(), BoxError> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} {elapsed}")?
             .progress_chars("=> "),
