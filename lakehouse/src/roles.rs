@@ -13,6 +13,7 @@ use lakehouse_common::config::IndexLoad;
 use lakehouse_common::storage::PRIMARY_BUCKET;
 use lakehouse_common::{Bucket, Config, SystemClock};
 use lakehouse_flight_sql::{Auth, FlightSqlServer, SessionLimits};
+use lakehouse_gateway::metrics::{MetricFn, Registry};
 use lakehouse_gateway::{Embedders, GatewayState, Metrics};
 use lakehouse_indexing::{
     IndexCodec, IndexRuntime, IndexService, IndexSettings, VectorSearchFunction,
@@ -147,7 +148,7 @@ pub(crate) async fn start_gateway(
     config: &Config,
     catalog: &Catalog,
     engine: QueryEngine,
-    metrics: Arc<Metrics>,
+    other_metrics: impl FnOnce(&mut Registry),
     indexes: &Arc<IndexRuntime>,
 ) -> Result<Gateway, BoxError> {
     // Before any session is made from the engine: they all copy its functions.
@@ -179,23 +180,13 @@ pub(crate) async fn start_gateway(
         Auth::from_config(&config.auth, Arc::new(SystemClock))?.with_catalog(catalog.clone()),
     );
     let tls = lakehouse_flight_sql::server_tls(&config.tls)?;
-    let gateway_state = GatewayState {
-        catalog: catalog.clone(),
-        writer: TableWriter::new(
-            catalog.clone(),
-            config.gateway.rows_per_file,
-            Duration::from_millis(config.catalog.lease_ttl_ms),
-        ),
-        metrics,
-        spool_dir: config.node.data_dir.join("spool"),
-        max_ingest_bytes: config.gateway.max_ingest_bytes,
-        embedders: Arc::clone(indexes.embedders()),
-        access: auth.clone(),
-        indexes: Some(index_service),
-    };
-
+    let writer = TableWriter::new(
+        catalog.clone(),
+        config.gateway.rows_per_file,
+        Duration::from_millis(config.catalog.lease_ttl_ms),
+    );
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
-        .with_auth(auth)
+        .with_auth(auth.clone())
         .with_sessions(
             SessionLimits {
                 idle_ms: i64::try_from(config.flight_sql.session_idle_secs.saturating_mul(1_000))
@@ -205,7 +196,26 @@ pub(crate) async fn start_gateway(
             Arc::new(SystemClock),
         )
         // One writer for HTTP and Flight SQL: every write takes the same lease path.
-        .with_writer(gateway_state.writer.clone());
+        .with_writer(writer.clone());
+    let sessions = flight_service.clone();
+    let metrics = Metrics::new(|registry| {
+        other_metrics(registry);
+        registry.register_collector(Box::new(MetricFn::gauge(
+            "flight_sql_sessions",
+            "Flight SQL client sessions open now",
+            move || sessions.live_sessions() as u64,
+        )));
+    });
+    let gateway_state = GatewayState {
+        catalog: catalog.clone(),
+        writer,
+        metrics,
+        spool_dir: config.node.data_dir.join("spool"),
+        max_ingest_bytes: config.gateway.max_ingest_bytes,
+        embedders: Arc::clone(indexes.embedders()),
+        access: auth,
+        indexes: Some(index_service),
+    };
     let flight_server = FlightSqlServer::new(flight_service, tls)?;
 
     let http = TcpListener::bind(config.gateway.http_addr)
@@ -335,7 +345,7 @@ pub(crate) async fn run_gateway(
     let scheduler_url = format!("http://{}", config.scheduler_endpoint());
     let engine =
         QueryEngine::connect(catalog.clone(), &scheduler_url, &config.query, cores).await?;
-    let gateway = start_gateway(&config, &catalog, engine, Metrics::new(|_| {}), &indexes).await?;
+    let gateway = start_gateway(&config, &catalog, engine, |_| {}, &indexes).await?;
     if let Some(path) = listen_file {
         write_listen_file(
             &path,

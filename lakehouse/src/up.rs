@@ -7,8 +7,7 @@ use std::sync::Arc;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::{Config, SystemClock};
 use lakehouse_flight_sql::Auth;
-use lakehouse_gateway::metrics::MetricFn;
-use lakehouse_gateway::Metrics;
+use lakehouse_gateway::metrics::{MetricFn, Registry};
 use lakehouse_query::QueryEngine;
 use tracing::info;
 
@@ -98,8 +97,14 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         executor.concurrent_tasks(),
     )
     .await?;
-    let metrics = metrics(&scheduler, &executor);
-    let gateway = start_gateway(&config, &catalog, engine, metrics, &indexes).await?;
+    let gateway = start_gateway(
+        &config,
+        &catalog,
+        engine,
+        in_process_metrics(&scheduler, &executor),
+        &indexes,
+    )
+    .await?;
     info!(http_addr = %gateway.http_addr, flight_addr = %gateway.flight_sql_addr, auth = config.auth.enabled, tls = config.tls.enabled(), scheduler = %scheduler.addr(), data_dir = %config.node.data_dir.display(), "lakehouse is up");
     Ok(Running {
         http_addr: gateway.http_addr,
@@ -112,14 +117,15 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     })
 }
 
-/// The gateway's metrics plus the scheduler's job counts and the executor's
-/// running tasks, which `up` has in this process.
-fn metrics(
+/// The scheduler's job counts and the executor's running tasks, which `up` has
+/// in this process, next to the gateway's own metrics.
+fn in_process_metrics(
     scheduler: &lakehouse_scheduler::SchedulerHandle,
     executor: &lakehouse_executor::ExecutorHandle,
-) -> Arc<Metrics> {
+) -> impl FnOnce(&mut Registry) {
     let jobs = scheduler.job_counts_reader();
-    Metrics::new(|registry| {
+    let active_tasks = executor.active_tasks_reader();
+    move |registry| {
         for (name, help, pick) in [
             (
                 "scheduler_jobs_submitted",
@@ -141,13 +147,12 @@ fn metrics(
                 pick(jobs())
             })));
         }
-        let active_tasks = executor.active_tasks_reader();
         registry.register_collector(Box::new(MetricFn::gauge(
             "executor_active_tasks",
             "Tasks running on the executor now",
             move || active_tasks() as u64,
         )));
-    })
+    }
 }
 
 /// The bound addresses as JSON, written via a temp file and a rename so a

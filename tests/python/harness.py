@@ -433,13 +433,15 @@ class LakehouseServer:
         assert r.status_code == 200, f"GET /metrics: {r.status_code} {r.text}"
         return r.text
 
-    def jobs_submitted(self) -> float:
+    def metric(self, name: str) -> float:
+        """`lakehouse_<name>` on /metrics (a counter's `_total`), summed over its labels."""
         text = self.metrics()
-        values = re.findall(
-            r"^lakehouse_scheduler_jobs_submitted_total(?:\{[^}]*\})?\s+(\S+)", text, flags=re.MULTILINE
-        )
-        assert values, f"/metrics has no lakehouse_scheduler_jobs_submitted_total:\n{text[:3000]}"
+        values = re.findall(rf"^lakehouse_{name}(?:_total)?(?:\{{[^}}]*\}})?\s+(\S+)", text, flags=re.MULTILINE)
+        assert values, f"/metrics has no lakehouse_{name}:\n{text[:3000]}"
         return sum(float(v) for v in values)
+
+    def jobs_submitted(self) -> float:
+        return self.metric("scheduler_jobs_submitted")
 
     def assert_healthy(self) -> None:
         assert self.running(), (

@@ -60,6 +60,23 @@ def test_adbc_current_schema_is_the_sessions_default(demo_server):
         assert rows(conn, "SELECT COUNT(*) FROM candidates") == [(60,)]
 
 
+def test_writes_resolve_in_the_sessions_schema_and_sessions_are_counted(demo_server):
+    before = demo_server.metric("flight_sql_sessions")
+    with connect_with_cookies(demo_server) as conn:
+        conn.adbc_current_db_schema = "information_schema"
+        assert demo_server.metric("flight_sql_sessions") == before + 1
+        # Reads and writes resolve unqualified names alike: here in information_schema,
+        # where no table can be written.
+        with pytest.raises(Exception, match="outside lakehouse.public"):
+            rows(conn, "CREATE TABLE session_schema_t AS SELECT 1 AS x")
+        assert "session_schema_t" not in demo_server.table_names()
+        rows(conn, "CREATE TABLE public.session_schema_t AS SELECT table_name FROM tables")
+        conn.adbc_current_db_schema = "public"
+        assert rows(conn, "SELECT COUNT(*) > 0 FROM session_schema_t") == [(True,)]
+        rows(conn, "DROP TABLE session_schema_t")
+    demo_server.assert_healthy()
+
+
 def test_sql_set_changes_only_its_own_session(demo_server):
     show = "SHOW datafusion.execution.batch_size"
     with connect_with_cookies(demo_server) as conn, connect_with_cookies(demo_server) as other:

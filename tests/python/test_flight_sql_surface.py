@@ -34,14 +34,8 @@ def server(demo_server, tmp_path_factory):
     return demo_server
 
 
-def metric(server, name: str) -> float:
-    values = re.findall(rf"^lakehouse_{name}(?:_total)?(?:\{{[^}}]*\}})?\s+(\S+)", server.metrics(), flags=re.M)
-    assert values, f"/metrics has no lakehouse_{name}"
-    return sum(float(v) for v in values)
-
-
 def active_tasks(server) -> float:
-    return metric(server, "executor_active_tasks")
+    return server.metric("executor_active_tasks")
 
 
 def objects(conn, **filters) -> list[dict]:
@@ -237,7 +231,7 @@ def wait_idle(server) -> None:
 
 def test_cancel_flight_info_stops_the_ballista_job(server):
     wait_idle(server)
-    cancelled_before = metric(server, "scheduler_jobs_cancelled")
+    cancelled_before = server.metric("scheduler_jobs_cancelled")
     conn = flight_raw.client(server.flight_uri)
     info = flight_raw.command_info(conn, flight_raw.statement_query(SLOW_QUERY))
     reader = fetch_in_child(server, info)
@@ -252,7 +246,7 @@ def test_cancel_flight_info_stops_the_ballista_job(server):
     assert re.search("(?i)cancel|KeyboardInterrupt", out), out
     wait_idle(server)
     wait_until(
-        lambda: metric(server, "scheduler_jobs_cancelled") > cancelled_before,
+        lambda: server.metric("scheduler_jobs_cancelled") > cancelled_before,
         timeout=30,
         what="the job to be counted as cancelled",
     )
@@ -278,7 +272,7 @@ def test_cancel_of_an_unknown_query_is_not_found(server):
 
 def test_client_that_goes_away_cancels_its_job(server):
     wait_idle(server)
-    cancelled_before = metric(server, "scheduler_jobs_cancelled")
+    cancelled_before = server.metric("scheduler_jobs_cancelled")
     conn = flight_raw.client(server.flight_uri)
     info = flight_raw.command_info(conn, flight_raw.statement_query(SLOW_QUERY))
     # The client gives up after 3 s: gRPC cancels the call, the server drops the stream.
@@ -287,7 +281,7 @@ def test_client_that_goes_away_cancels_its_job(server):
     conn.close()
     wait_idle(server)
     wait_until(
-        lambda: metric(server, "scheduler_jobs_cancelled") > cancelled_before,
+        lambda: server.metric("scheduler_jobs_cancelled") > cancelled_before,
         timeout=30,
         what="the abandoned job to be cancelled",
     )

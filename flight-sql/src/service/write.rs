@@ -154,8 +154,14 @@ fn from_catalog(e: lakehouse_catalog_raft::Error) -> Status {
 }
 
 /// Tables live in `lakehouse.public`; anything else is refused by name.
-fn table_name(reference: &TableReference) -> Result<String, Status> {
-    let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
+/// Unqualified names resolve in `engine`'s (the session's) default schema, as
+/// the statement's reads do.
+fn table_name(engine: &QueryEngine, reference: &TableReference) -> Result<String, Status> {
+    let state = engine.context().state();
+    let defaults = &state.config().options().catalog;
+    let resolved = reference
+        .clone()
+        .resolve(&defaults.default_catalog, &defaults.default_schema);
     if resolved.catalog.as_ref() != CATALOG_NAME || resolved.schema.as_ref() != DEFAULT_SCHEMA {
         return Err(invalid(format!(
             "`{reference}` is outside {CATALOG_NAME}.{DEFAULT_SCHEMA}, the only schema tables and views can be written in"
@@ -208,7 +214,8 @@ fn conform(
 /// What a statement did, before it becomes a row count.
 type Affected = u64;
 
-/// Runs writes; one per Flight SQL service.
+/// Runs writes; one per Flight SQL service, scoped to a caller's session by
+/// [`Writes::in_session`].
 #[derive(Debug, Clone)]
 pub(crate) struct Writes {
     engine: QueryEngine,
@@ -222,6 +229,15 @@ impl Writes {
             engine,
             catalog,
             writer,
+        }
+    }
+
+    /// These writes planned with `engine` (a session's settings: default
+    /// schema, `datafusion.*` options) instead of the server's.
+    fn in_session(&self, engine: QueryEngine) -> Self {
+        Self {
+            engine,
+            ..self.clone()
         }
     }
 
@@ -289,11 +305,11 @@ impl Writes {
                 self.create_view(create, user).await
             }
             LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
-                self.drop_table(&table_name(&drop.name)?, drop.if_exists, user)
+                self.drop_table(&table_name(&self.engine, &drop.name)?, drop.if_exists, user)
                     .await
             }
             LogicalPlan::Ddl(DdlStatement::DropView(drop)) => {
-                self.drop_view(&table_name(&drop.name)?, drop.if_exists)
+                self.drop_view(&table_name(&self.engine, &drop.name)?, drop.if_exists)
                     .await
             }
             LogicalPlan::Ddl(other) => Err(invalid(format!(
@@ -317,7 +333,7 @@ impl Writes {
         inputs: Vec<LogicalPlan>,
         user: &str,
     ) -> Result<Affected, Status> {
-        let table = table_name(&dml.table_name)?;
+        let table = table_name(&self.engine, &dml.table_name)?;
         let mode = match dml.op {
             WriteOp::Insert(InsertOp::Append) => WriteMode::Append,
             WriteOp::Insert(InsertOp::Overwrite) => WriteMode::Replace,
@@ -354,7 +370,7 @@ impl Writes {
         create: CreateMemoryTable,
         user: &str,
     ) -> Result<Affected, Status> {
-        let table = table_name(&create.name)?;
+        let table = table_name(&self.engine, &create.name)?;
         if create.temporary {
             return Err(invalid(format!(
                 "CREATE TEMPORARY TABLE `{table}`: temporary tables are not supported; every table is stored and versioned"
@@ -465,7 +481,7 @@ impl Writes {
     }
 
     async fn create_view(&self, create: CreateView, user: &str) -> Result<Affected, Status> {
-        let name = table_name(&create.name)?;
+        let name = table_name(&self.engine, &create.name)?;
         if create.temporary {
             return Err(invalid(format!(
                 "CREATE TEMPORARY VIEW `{name}`: temporary views are not supported"
@@ -474,7 +490,7 @@ impl Writes {
         // Planning resolved the tables it reads; a view reading itself would never plan.
         let reads_itself = create.input.exists(|node| {
             Ok(matches!(node, LogicalPlan::TableScan(scan)
-                if table_name(&scan.table_name).is_ok_and(|t| t == name)))
+                if table_name(&self.engine, &scan.table_name).is_ok_and(|t| t == name)))
         });
         if reads_itself.map_err(from_datafusion)? {
             return Err(invalid(format!("view `{name}` cannot select from itself")));
@@ -615,31 +631,34 @@ impl Writes {
 /// The Flight SQL calls that write. `service.rs` hands a call here when its
 /// SQL is a write ([`is_write`]) or it is an update or ingest command.
 impl LakehouseFlightSql {
-    fn writes(&self) -> Result<&Writes, Status> {
-        self.writes.as_ref().ok_or_else(|| {
+    /// The writer, in the caller's session.
+    fn writes(&self) -> Result<Writes, Status> {
+        let writes = self.writes.as_ref().ok_or_else(|| {
             status(
                 ErrorKind::Unavailable,
                 "this Flight SQL server was started without a table writer and only answers queries",
             )
-        })
+        })?;
+        Ok(writes.in_session(self.session_engine()?))
     }
 
     pub(super) fn is_write(&self, sql: &str) -> bool {
         is_write(&self.engine, sql)
     }
 
-    /// Plans a write and checks the caller may run it.
-    async fn write_plan(&self, sql: &str) -> Result<LogicalPlan, Status> {
-        let plan = self.writes()?.plan(sql).await?;
-        self.auth.authorize(&self.engine, sql, &plan)?;
-        Ok(plan)
+    /// Plans a write in the caller's session and checks the caller may run it.
+    async fn write_plan(&self, sql: &str) -> Result<(Writes, LogicalPlan), Status> {
+        let writes = self.writes()?;
+        let plan = writes.plan(sql).await?;
+        self.auth.authorize(&writes.engine, sql, &plan)?;
+        Ok((writes, plan))
     }
 
     async fn run_write(&self, sql: &str, parameters: Option<&RecordBatch>) -> Result<i64, Status> {
-        let plan = self.write_plan(sql).await?;
+        let (writes, plan) = self.write_plan(sql).await?;
         let user = self.auth.user();
         // Boxed: a write's future is deep, and the Flight SQL handlers embed it.
-        Box::pin(self.writes()?.run(plan, parameters, &user)).await
+        Box::pin(writes.run(plan, parameters, &user)).await
     }
 
     /// A write sent as a query (GetFlightInfo): it runs now; the FlightInfo
@@ -661,7 +680,7 @@ impl LakehouseFlightSql {
         &self,
         sql: String,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let plan = self.write_plan(&sql).await?;
+        let (_, plan) = self.write_plan(&sql).await?;
         let parameters = parameter_schema(&plan)?;
         let parameter_schema = ipc_schema(&parameters)?;
         let handle = self.prepared.insert(sql, Arc::new(parameters));
@@ -733,7 +752,7 @@ impl LakehouseFlightSql {
     ) -> Result<i64, Status> {
         self.auth
             .authorize_write(format!("ingest into table `{}`", command.table))?;
-        let writes = self.writes()?.clone();
+        let writes = self.writes()?;
         let user = self.auth.user();
         let upload = request.into_inner();
         // On its own task the write runs to its end even when the client goes away
