@@ -207,11 +207,29 @@ impl Local {
                 Err(RaftError::Fatal(e)) => return Err(fatal(e)),
             }
         }
+        self.lead_and_reconcile("catalog start").await?;
+        match self.collect_garbage().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed unreferenced data files"),
+            // Garbage only costs space: start anyway.
+            Err(e) => tracing::warn!(error = %e, "garbage collection at start failed"),
+        }
+        Ok(())
+    }
+
+    /// Waits until this node leads and has applied everything committed before,
+    /// then reconciles its state with the bucket. Run by a node that starts a
+    /// catalog on its own: a one-node catalog, or the seed of a new cluster,
+    /// whose empty log over a bucket with manifests means a restore.
+    pub(crate) async fn lead_and_reconcile(&self, what: &'static str) -> Result<()> {
+        let node_id = self.inner.node_id;
         let patience =
             Duration::from_millis(self.inner.config.election_timeout_max_ms.saturating_mul(20))
                 .max(Duration::from_secs(10));
-        raft.wait(Some(patience))
-            .current_leader(node_id, "catalog start")
+        self.inner
+            .raft
+            .wait(Some(patience))
+            .current_leader(node_id, what)
             .await
             .map_err(|e| {
                 Error::Raft(format!(
@@ -220,16 +238,8 @@ impl Local {
                     patience.as_secs()
                 ))
             })?;
-        // Wait until everything committed before this start is applied.
         self.ensure_applied().await?;
-        self.reconcile_with_bucket().await?;
-        match self.collect_garbage().await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed unreferenced data files"),
-            // Garbage only costs space: start anyway.
-            Err(e) => tracing::warn!(error = %e, "garbage collection at start failed"),
-        }
-        Ok(())
+        self.reconcile_with_bucket().await
     }
 
     /// Waits until everything committed before the call is applied here (a

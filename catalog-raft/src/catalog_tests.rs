@@ -541,6 +541,57 @@ async fn wiped_local_dir_is_restored_from_the_bucket() {
     catalog.shutdown().await.unwrap();
 }
 
+/// Every node's disk lost: the seed of a new cluster, on an empty log, starts
+/// from the bucket's newest manifest, and versions keep counting from it.
+#[tokio::test]
+async fn new_cluster_seed_restores_the_bucket_catalog() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    populate(&catalog).await;
+    let before = catalog.tables();
+    let old_version = catalog.metrics().catalog_version;
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+    std::fs::remove_dir_all(&env.log_dir).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = crate::CatalogNode::start(
+        &env.config,
+        &env.log_dir,
+        env.bucket(),
+        env.clock.clone(),
+        listener,
+    )
+    .await
+    .unwrap();
+    // Restored before `start` returns: no client can see the empty catalog.
+    assert_eq!(node.catalog.tables(), before);
+    assert_eq!(node.catalog.metrics().catalog_version, old_version);
+
+    let lease = node
+        .catalog
+        .acquire_lease("contracts", "after-restore")
+        .await
+        .unwrap();
+    let f = data_file(&env.bucket(), "tables/contracts/3.parquet", 1).await;
+    let version = node
+        .catalog
+        .commit(
+            &lease,
+            commit("contracts", WriteMode::Append, schema(), vec![f], None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(version.version, 3, "table versions continue after 1 and 2");
+    let newest = manifest::list(&env.bucket()).await.unwrap();
+    let (newest, _) = newest.last().unwrap();
+    assert!(
+        *newest > old_version,
+        "the next manifest ({newest}) follows the restored one ({old_version})"
+    );
+    node.stop().await.unwrap();
+}
+
 fn view(name: &str, sql: &str) -> View {
     View {
         name: name.to_string(),

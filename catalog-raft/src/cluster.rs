@@ -82,13 +82,16 @@ impl Local {
 
     /// Makes a new one-voter cluster of this node (the seed); the other nodes
     /// join through [`Local::add_node`]. A node that already has a log is left alone.
+    /// When the bucket holds a catalog (every node's disk was lost, or a new
+    /// cluster is pointed at an old bucket), the new cluster starts from its
+    /// newest manifest.
     pub(crate) async fn bootstrap(&self) -> Result<()> {
         let node_id = self.node_id();
         let nodes = BTreeMap::from([(node_id, BasicNode::new(self.config().advertised_addr()))]);
         match self.raft().initialize(nodes).await {
             Ok(()) => {
                 tracing::info!(node_id, "bootstrapped a new catalog cluster");
-                Ok(())
+                self.lead_and_reconcile("catalog bootstrap").await
             }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(RaftError::APIError(e @ InitializeError::NotInMembers(_))) => {

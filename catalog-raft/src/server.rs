@@ -79,12 +79,7 @@ impl CatalogNode {
         let peers = config.peer_map()?;
         let catalog = Local::open_node(config, dir, bucket, clock).await?;
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(serve(
-            catalog.clone(),
-            listener,
-            stopped.clone(),
-        ))];
-
+        let mut others = None;
         let seed = peers.keys().next().copied() == Some(config.node_id);
         if seed && !catalog.is_initialized().await? {
             if let Some(member_of) = initialized_peer(&peers, config).await {
@@ -94,13 +89,24 @@ impl CatalogNode {
                      not bootstrapping; waiting to be added (lakehouse admin add-node)"
                 );
             } else {
+                // Before serving: a client write ahead of a restore from the
+                // bucket would be acknowledged, then replaced by it.
                 catalog.bootstrap().await?;
-                let others: BTreeMap<NodeId, String> = peers
-                    .into_iter()
-                    .filter(|(id, _)| *id != config.node_id)
-                    .collect();
-                tasks.push(tokio::spawn(add_peers(catalog.clone(), others, stopped)));
+                others = Some(
+                    peers
+                        .into_iter()
+                        .filter(|(id, _)| *id != config.node_id)
+                        .collect::<BTreeMap<NodeId, String>>(),
+                );
             }
+        }
+        let mut tasks = vec![tokio::spawn(serve(
+            catalog.clone(),
+            listener,
+            stopped.clone(),
+        ))];
+        if let Some(others) = others {
+            tasks.push(tokio::spawn(add_peers(catalog.clone(), others, stopped)));
         }
         tracing::info!(%addr, "catalog node serving");
         Ok(CatalogNode {
