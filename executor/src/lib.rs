@@ -76,6 +76,10 @@ const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions whose runtime env (object-store clients, Parquet footer cache) is kept (Ballista's default).
 const SESSION_RUNTIME_CACHE: usize = 16;
+/// Heartbeat to the scheduler: a restarted scheduler learns of this executor
+/// on its next one (Ballista's 60 s left it without executors for a minute),
+/// and the scheduler declares an executor dead after five missed beats.
+const HEARTBEAT_INTERVAL_SECS: u64 = 3;
 /// A picked-then-released gRPC port can be taken by someone else before the
 /// executor binds it again; retry with a fresh one this many times.
 const GRPC_PORT_ATTEMPTS: usize = 3;
@@ -342,6 +346,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
             memory_pool_size: opts.memory_pool_bytes,
             override_logical_codec: opts.logical_codec.clone(),
             override_physical_codec: opts.physical_codec.clone(),
+            executor_heartbeat_interval_seconds: HEARTBEAT_INTERVAL_SECS,
             ..ExecutorProcessConfig::default()
         });
         let metadata =

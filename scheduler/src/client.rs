@@ -55,6 +55,7 @@ use crate::error::{Error, Result};
 use crate::grpc::STATUS_BUFFER;
 use crate::in_process::{self, Server};
 use crate::job::{CancelOnDrop, JobHandle};
+use crate::planned_scan::plan_temporary_scans;
 use crate::result_partitions::KeepResultPartitions;
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -346,7 +347,7 @@ impl QueryPlanner for PooledQueryPlanner {
                 }
             }
             _ => JobPlan::Logical {
-                plan: logical_plan.clone(),
+                plan: plan_temporary_scans(logical_plan, session_state).await?,
                 codec: Arc::clone(&self.codec),
             },
         };
@@ -600,7 +601,12 @@ async fn submit_grpc(
     Ok(statuses
         .map_err(move |status| {
             pool.forget_scheduler(&url);
-            DataFusionError::Execution(format!("job status from {url}: {status}"))
+            // A restarted scheduler has forgotten the job: say so rather than
+            // pass on a bare transport error.
+            DataFusionError::Execution(format!(
+                "lost the job's status from the scheduler at {url} ({status}): \
+                 the job's outcome is unknown; run the query again once the scheduler answers"
+            ))
         })
         .boxed())
 }

@@ -38,6 +38,13 @@ use crate::status::StatusService;
 /// How long `shutdown` waits for open connections (executors, clients) to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Silence after which an executor counts as dead and its tasks run elsewhere:
+/// five of the executors' 3 s heartbeats. Ballista's 180 s (checked every 15 s)
+/// leaves a query whose executor was killed waiting minutes.
+const EXECUTOR_TIMEOUT_SECS: u64 = 15;
+/// How often executors are checked against that timeout.
+const EXPIRE_DEAD_EXECUTORS_EVERY_SECS: u64 = 1;
+
 /// What a scheduler needs to start. A plain struct: the config layer fills it.
 #[derive(Clone)]
 pub struct SchedulerOptions {
@@ -196,6 +203,8 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         .with_scheduler_policy(TaskSchedulingPolicy::PushStaged)
         .with_hostname(opts.advertise_host.clone())
         .with_port(addr.port());
+    config.executor_timeout_seconds = EXECUTOR_TIMEOUT_SECS;
+    config.expire_dead_executor_interval_seconds = EXPIRE_DEAD_EXECUTORS_EVERY_SECS;
     config.bind_host = opts.bind_host.clone();
     config.override_logical_codec = opts.logical_codec.clone();
     config.override_physical_codec = opts.physical_codec.clone();
