@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehouse_common::config::CatalogConfig;
+use lakehouse_common::config::{CatalogConfig, LeaseBackend};
 use lakehouse_common::names::validate_identifier;
 use lakehouse_common::{Bucket, Clock};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, InitializeError, RaftError};
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::error::{Error, Refusal, Result};
+use crate::lease::{self, EtcdLeases, LEASE_POLL};
 use crate::model::{
     CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
     VectorIndex, View, WriteMode,
@@ -23,10 +24,6 @@ use crate::network::NetworkFactory;
 use crate::request::{NodeId, Request, Response, TypeConfig};
 use crate::store::{self, LogStore, Shared, StateMachineStore};
 use crate::{gc, manifest};
-
-/// Longest sleep between two looks at a held lease: lease expiry is judged by the
-/// injected clock, which may move without any catalog change to wake us.
-const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// The catalog on a node with its own Raft log (`up`, `lakehouse catalog`);
 /// cheap to clone. Other crates reach it through [`crate::Catalog`].
@@ -42,6 +39,9 @@ struct Inner {
     bucket: Bucket,
     clock: Arc<dyn Clock>,
     config: CatalogConfig,
+    /// Writer leases in etcd (`catalog.lease_backend = "etcd"`): handed to the
+    /// handle, and read by garbage collection, which must spare their tables.
+    etcd: Option<EtcdLeases>,
     /// The newest catalog version whose manifest is in the bucket. Held while a
     /// manifest is written, so manifests land in version order.
     manifest_written: tokio::sync::Mutex<u64>,
@@ -167,6 +167,10 @@ impl Local {
         )
         .await
         .map_err(fatal)?;
+        let etcd = match config.lease_backend {
+            LeaseBackend::Etcd => Some(EtcdLeases::connect(config).await?),
+            LeaseBackend::Raft => None,
+        };
         Ok(Local {
             inner: Arc::new(Inner {
                 raft,
@@ -175,6 +179,7 @@ impl Local {
                 bucket,
                 clock,
                 config: config.clone(),
+                etcd,
                 manifest_written: tokio::sync::Mutex::new(0),
             }),
         })
@@ -190,6 +195,10 @@ impl Local {
 
     pub(crate) fn config(&self) -> &CatalogConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn etcd_leases(&self) -> Option<&EtcdLeases> {
+        self.inner.etcd.as_ref()
     }
 
     async fn start(&self) -> Result<()> {
@@ -358,12 +367,9 @@ impl Local {
     /// it, waits up to `lease_wait_ms`, then fails with [`Error::LeaseHeld`].
     #[tracing::instrument(skip_all, fields(table = %table, holder = %holder, token))]
     pub(crate) async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {
-        validate_identifier("table name", table)?;
-        if holder.trim().is_empty() {
-            return Err(Error::InvalidRequest(
-                "a lease holder needs a name".to_string(),
-            ));
-        }
+        lease::check_request(table, holder)?;
+        // Lease expiry is judged by the injected clock, which may move without
+        // any catalog change to wake us: hence the polls below.
         let deadline = Instant::now() + Duration::from_millis(self.inner.config.lease_wait_ms);
         let mut changes = self.inner.shared.subscribe();
         loop {
@@ -513,6 +519,7 @@ impl Local {
             token: lease.token,
             commit,
             now_ms: self.inner.clock.now_ms(),
+            issuer: lease.issuer,
         };
         match self.write(request).await? {
             Response::Version(version) => {
@@ -539,6 +546,7 @@ impl Local {
             table: lease.table.clone(),
             token: lease.token,
             now_ms: self.inner.clock.now_ms(),
+            issuer: lease.issuer,
         };
         match self.write(request).await? {
             Response::Done => {
@@ -750,6 +758,7 @@ impl Local {
             &self.inner.bucket,
             &self.inner.shared,
             self.inner.clock.as_ref(),
+            self.inner.etcd.as_ref(),
         )
         .await
     }

@@ -187,6 +187,10 @@ pub enum Error {
         message: String,
     },
 
+    /// Writer leases in etcd (`catalog.lease_backend = "etcd"`) could not be used.
+    #[error("etcd at {endpoints}: {reason}; check that etcd runs there and catalog.etcd_endpoints is right")]
+    Etcd { endpoints: String, reason: String },
+
     #[error("the catalog is shut down")]
     ShutDown,
 
@@ -197,12 +201,12 @@ pub enum Error {
 fn stale_token_message(table: &str, token: u64, current: Option<u64>) -> String {
     match current {
         Some(current) => format!(
-            "write to table `{table}` with fencing token {token} refused: another writer took the table over \
-             (current token {current}); take a new lease and write again"
+            "write to table `{table}` with fencing token {token} refused: the writer lease was lost, \
+             another writer took the table over (token {current}); nothing was committed: retry the write"
         ),
         None => format!(
-            "write to table `{table}` with fencing token {token} refused: the table has no writer lease \
-             (released or never taken); take a new lease and write again"
+            "write to table `{table}` with fencing token {token} refused: the writer lease was lost \
+             (expired or released; no writer holds the table now); nothing was committed: retry the write"
         ),
     }
 }
@@ -236,6 +240,7 @@ impl Error {
             | Error::Raft(_)
             | Error::NotLeader { .. }
             | Error::Unreachable { .. }
+            | Error::Etcd { .. }
             | Error::ShutDown => ErrorKind::Unavailable,
             Error::Remote { kind, .. } => *kind,
             Error::Manifest { .. } | Error::Internal(_) => ErrorKind::Internal,
@@ -331,6 +336,7 @@ impl Error {
             | Error::Raft(_)
             | Error::NotLeader { .. }
             | Error::Unreachable { .. }
+            | Error::Etcd { .. }
             | Error::Remote { .. }
             | Error::ShutDown
             | Error::Internal(_) => return None,

@@ -3,7 +3,7 @@
 //! - `tables/<name>/...`: a writer puts files there before it commits them; a
 //!   crash or a refused commit leaves files no version references. They are
 //!   deleted, except under a table whose writer lease is live (that writer may
-//!   be between writing and committing).
+//!   be between writing and committing), in the catalog or in etcd.
 //! - `indexes/<name>/v<k>/...`: the shards of version `k` of a vector index.
 //!   Kept while version `k` is in the catalog, whatever its status: a build
 //!   writes there only after `CreateIndexVersion` gave it the number `k`, so a
@@ -27,6 +27,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
 use crate::error::Result;
+use crate::lease::EtcdLeases;
 use crate::model::ShardBackend;
 use crate::store::Shared;
 
@@ -40,14 +41,14 @@ struct Protected {
     referenced: HashSet<String>,
     /// Lance shards' dataset directories in this bucket, each ending in `/`.
     referenced_dirs: Vec<String>,
-    /// Tables with a live writer lease.
+    /// Tables with a live writer lease (catalog or etcd).
     leased: HashSet<String>,
     /// Index name → the numbers of its versions in the catalog.
     index_versions: HashMap<String, HashSet<u64>>,
 }
 
 impl Protected {
-    fn of(shared: &Shared, bucket: &Bucket, now_ms: i64) -> Self {
+    fn of(shared: &Shared, bucket: &Bucket, now_ms: i64, etcd_leased: &HashSet<String>) -> Self {
         let applied = shared.read();
         let catalog = &applied.catalog;
         let in_bucket = |object: &lakehouse_common::ObjectRef| object.bucket == bucket.name();
@@ -81,6 +82,7 @@ impl Protected {
                 .values()
                 .filter(|l| l.expires_at_ms > now_ms)
                 .map(|l| l.table.clone())
+                .chain(etcd_leased.iter().cloned())
                 .collect(),
             index_versions: catalog
                 .indexes
@@ -130,6 +132,7 @@ pub(crate) async fn collect_garbage(
     bucket: &Bucket,
     shared: &Shared,
     clock: &dyn Clock,
+    etcd: Option<&EtcdLeases>,
 ) -> Result<usize> {
     let mut objects = Vec::new();
     for dir in [TABLES_DIR, INDEXES_DIR] {
@@ -144,7 +147,13 @@ pub(crate) async fn collect_garbage(
     if objects.is_empty() {
         return Ok(0);
     }
-    let mut protected = Protected::of(shared, bucket, clock.now_ms());
+    // Read after listing: a listed file was written under a lease taken before
+    // the listing, so a writer that may still commit it holds its key now.
+    let etcd_leased = match etcd {
+        Some(etcd) => etcd.held_tables().await?,
+        None => HashSet::new(),
+    };
+    let mut protected = Protected::of(shared, bucket, clock.now_ms(), &etcd_leased);
     if protected.catalog_version == 0 {
         // An empty catalog over existing data means the manifests are missing, not
         // that every file is garbage: delete nothing.
@@ -159,7 +168,7 @@ pub(crate) async fn collect_garbage(
         // A change since the last look (a new lease, a commit, a new index
         // version) may protect more files.
         if shared.read().catalog.catalog_version != protected.catalog_version {
-            protected = Protected::of(shared, bucket, clock.now_ms());
+            protected = Protected::of(shared, bucket, clock.now_ms(), &etcd_leased);
         }
         let key = object.location.as_ref();
         if protected.keeps(key) {

@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use lakehouse_common::config::CatalogConfig;
+use async_trait::async_trait;
+use lakehouse_common::config::{CatalogConfig, LeaseBackend};
 use lakehouse_common::{Bucket, Clock};
 
 use crate::catalog::{CatalogMetrics, Local};
 use crate::error::Result;
+use crate::lease::{EtcdLeases, WriterLeases};
 use crate::model::{
     IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion, VectorIndex,
     View,
@@ -22,6 +24,9 @@ use crate::remote::Remote;
 #[derive(Clone, Debug)]
 pub struct Catalog {
     backend: Backend,
+    /// Where writer leases come from (`catalog.lease_backend`): `backend` itself,
+    /// or etcd. Commits go to `backend` either way.
+    leases: Arc<dyn WriterLeases>,
 }
 
 #[derive(Clone, Debug)]
@@ -32,20 +37,50 @@ enum Backend {
 
 impl From<Local> for Catalog {
     fn from(local: Local) -> Self {
-        Self {
-            backend: Backend::Local(local),
-        }
+        let backend = Backend::Local(local.clone());
+        let leases: Arc<dyn WriterLeases> = match local.etcd_leases() {
+            Some(etcd) => Arc::new(etcd.clone()),
+            None => Arc::new(backend.clone()),
+        };
+        Self { backend, leases }
     }
 }
 
 /// Calls the same method on whichever backend the handle has.
 macro_rules! dispatch {
     ($self:ident, $backend:ident => $call:expr) => {
-        match &$self.backend {
+        on_backend!(&$self.backend, $backend => $call)
+    };
+}
+
+macro_rules! on_backend {
+    ($on:expr, $backend:ident => $call:expr) => {
+        match $on {
             Backend::Local($backend) => $call,
             Backend::Remote($backend) => $call,
         }
     };
+}
+
+/// Leases in the replicated catalog. Nothing to confirm before a commit: the
+/// state machine checks the table's live lease atomically with the commit.
+#[async_trait]
+impl WriterLeases for Backend {
+    async fn acquire(&self, table: &str, holder: &str) -> Result<Lease> {
+        on_backend!(self, b => b.acquire_lease(table, holder).await)
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Lease> {
+        on_backend!(self, b => b.renew_lease(lease).await)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        on_backend!(self, b => b.release_lease(lease).await)
+    }
+
+    async fn confirm(&self, _lease: &Lease) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl Catalog {
@@ -72,36 +107,44 @@ impl Catalog {
         bucket: Bucket,
         config: &CatalogConfig,
     ) -> Result<Catalog> {
-        Ok(Self {
-            backend: Backend::Remote(Arc::new(Remote::connect(endpoints, bucket, config).await?)),
-        })
+        let backend = Backend::Remote(Arc::new(Remote::connect(endpoints, bucket, config).await?));
+        let leases: Arc<dyn WriterLeases> = match config.lease_backend {
+            LeaseBackend::Etcd => Arc::new(EtcdLeases::connect(config).await?),
+            LeaseBackend::Raft => Arc::new(backend.clone()),
+        };
+        Ok(Self { backend, leases })
     }
 
-    /// Takes the table's writer lease for `holder`. While another live lease holds
-    /// it, waits up to `lease_wait_ms`, then fails with [`crate::Error::LeaseHeld`].
-    /// (Remote: the leader waits, with its `lease_wait_ms`.)
+    /// Takes the table's writer lease for `holder` from the configured lease
+    /// backend. While another live lease holds it, waits up to `lease_wait_ms`,
+    /// then fails with [`crate::Error::LeaseHeld`]. (Remote catalog with the raft
+    /// backend: the leader waits, with its `lease_wait_ms`.)
     pub async fn acquire_lease(&self, table: &str, holder: &str) -> Result<Lease> {
-        dispatch!(self, b => b.acquire_lease(table, holder).await)
+        self.leases.acquire(table, holder).await
     }
 
     /// Extends a live lease by the configured TTL.
     pub async fn renew_lease(&self, lease: &Lease) -> Result<Lease> {
-        dispatch!(self, b => b.renew_lease(lease).await)
+        self.leases.renew(lease).await
     }
 
     /// Gives the lease up. Releasing a lease that was already taken over is a no-op.
     pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
-        dispatch!(self, b => b.release_lease(lease).await)
+        self.leases.release(lease).await
     }
 
     /// Commits a new table version under `lease`; returns once the manifest for the
-    /// resulting catalog state is in the bucket.
+    /// resulting catalog state is in the bucket. A lease that was lost (a writer
+    /// stalled past its TTL and another took the table) is refused with
+    /// [`crate::Error::StaleToken`], whichever backend issued it.
     pub async fn commit(&self, lease: &Lease, commit: TableCommit) -> Result<TableVersion> {
+        self.leases.confirm(lease).await?;
         dispatch!(self, b => b.commit(lease, commit).await)
     }
 
     /// Drops the lease's table (all versions). Its files become garbage.
     pub async fn drop_table(&self, lease: &Lease) -> Result<()> {
+        self.leases.confirm(lease).await?;
         dispatch!(self, b => b.drop_table(lease).await)
     }
 

@@ -19,6 +19,7 @@ mod cluster;
 mod error;
 mod gc;
 mod handle;
+mod lease;
 pub mod manifest;
 pub mod model;
 mod network;

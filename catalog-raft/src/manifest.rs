@@ -71,6 +71,9 @@ fn version_of(key: &Path) -> Option<u64> {
 struct Counters {
     last_token: u64,
     catalog_version: u64,
+    /// Absent from manifests written before etcd leases existed.
+    #[serde(default)]
+    etcd_fences: BTreeMap<String, u64>,
 }
 
 fn manifest_schema() -> Arc<Schema> {
@@ -164,6 +167,7 @@ fn encode_as(state: &CatalogState, format_version: &str, extra: Vec<KeyValue>) -
     body.push(json(serde_json::to_string(&Counters {
         last_token: state.last_token,
         catalog_version: state.catalog_version,
+        etcd_fences: state.etcd_fences.clone(),
     }))?);
 
     let columns: Vec<ArrayRef> = vec![
@@ -370,6 +374,7 @@ pub fn decode_with_metadata(
         grants,
         indexes,
         last_token: counters.last_token,
+        etcd_fences: counters.etcd_fences,
         catalog_version: counters.catalog_version,
     };
     Ok((state, kv))
@@ -780,11 +785,13 @@ mod tests {
                                     holder,
                                     token,
                                     expires_at_ms,
+                                    issuer: Default::default(),
                                 };
                                 (table, lease)
                             })
                             .collect(),
                         last_token,
+                        etcd_fences: BTreeMap::from([("fenced".to_string(), last_token)]),
                         catalog_version,
                     }
                 },

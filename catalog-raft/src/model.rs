@@ -150,8 +150,25 @@ pub struct Lease {
     pub holder: String,
     /// Strictly increasing across the whole catalog; a commit must carry the current one.
     pub token: u64,
-    /// Leader-stamped expiry, ms since the epoch.
+    /// Leader-stamped expiry, ms since the epoch (etcd: the holder's estimate).
     pub expires_at_ms: i64,
+    /// Who issued the lease, and so how a commit under it is fenced. Absent from
+    /// leases written before etcd leases existed: the catalog's own.
+    #[serde(default)]
+    pub issuer: LeaseIssuer,
+}
+
+/// Where a writer lease comes from (`catalog.lease_backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseIssuer {
+    /// The catalog's lease table: the commit must carry the table's live lease.
+    #[default]
+    Catalog,
+    /// An etcd lease (its id here, for keep-alive and revoke); the token is the
+    /// create revision of `lakehouse/leases/<table>`. The commit must carry a token
+    /// no lower than any etcd token already committed to the table.
+    Etcd { lease_id: i64 },
 }
 
 /// A named query (`CREATE VIEW`). It is planned from its SQL whenever it is read,
@@ -334,6 +351,11 @@ pub struct CatalogState {
     pub indexes: BTreeMap<String, VectorIndex>,
     /// Last fencing token handed out.
     pub last_token: u64,
+    /// Per table, the highest etcd fencing token a commit or drop carried: a lower
+    /// one comes from a writer whose etcd lease was taken over, and is refused.
+    /// Absent from states written before etcd leases existed.
+    #[serde(default)]
+    pub etcd_fences: BTreeMap<String, u64>,
     /// Bumped by every applied change; names the manifest written for it.
     pub catalog_version: u64,
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Refusal;
 use crate::model::{
-    CatalogState, IndexShard, IndexVersion, Lease, Table, TableCommit, TableMetadata, TableVersion,
-    View,
+    CatalogState, IndexShard, IndexVersion, Lease, LeaseIssuer, Table, TableCommit, TableMetadata,
+    TableVersion, View,
 };
 
 /// A change to the catalog. Times (`now_ms`) are stamped by the leader from its
@@ -31,15 +31,21 @@ pub enum Request {
         table: String,
         token: u64,
     },
+    /// `issuer` says how `token` is checked (absent from entries written before
+    /// etcd leases existed: the catalog's own lease).
     Commit {
         token: u64,
         commit: TableCommit,
         now_ms: i64,
+        #[serde(default)]
+        issuer: LeaseIssuer,
     },
     DropTable {
         table: String,
         token: u64,
         now_ms: i64,
+        #[serde(default)]
+        issuer: LeaseIssuer,
     },
     UpdateMetadata {
         table: String,

@@ -6,8 +6,8 @@ use arrow_schema::{Field, Schema};
 
 use crate::error::Refusal;
 use crate::model::{
-    CatalogState, IndexShard, IndexStatus, IndexVersion, Lease, ObjectKind, Table, TableCommit,
-    TableVersion, VectorIndex, View, WriteMode,
+    CatalogState, IndexShard, IndexStatus, IndexVersion, Lease, LeaseIssuer, ObjectKind, Table,
+    TableCommit, TableVersion, VectorIndex, View, WriteMode,
 };
 use crate::request::{Request, Response};
 
@@ -31,12 +31,14 @@ pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
             token,
             commit,
             now_ms,
-        } => commit_version(state, token, commit, now_ms),
+            issuer,
+        } => commit_version(state, Fence { token, issuer }, commit, now_ms),
         Request::DropTable {
             table,
             token,
             now_ms,
-        } => drop_table(state, &table, token, now_ms),
+            issuer,
+        } => drop_table(state, &table, Fence { token, issuer }, now_ms),
         Request::UpdateMetadata { table, metadata } => match state.tables.get_mut(&table) {
             Some(t) => {
                 t.metadata = metadata;
@@ -87,7 +89,13 @@ pub(crate) fn apply(state: &mut CatalogState, request: Request) -> Response {
             // a writer holding an older token must stay fenced off.
             let last_token = restored.last_token.max(state.last_token);
             let catalog_version = restored.catalog_version.max(state.catalog_version);
+            let mut etcd_fences = std::mem::take(&mut state.etcd_fences);
             *state = restored;
+            for (table, token) in std::mem::take(&mut state.etcd_fences) {
+                let highest = etcd_fences.entry(table).or_default();
+                *highest = (*highest).max(token);
+            }
+            state.etcd_fences = etcd_fences;
             state.last_token = last_token;
             state.catalog_version = catalog_version;
             Ok(Response::Done)
@@ -123,6 +131,7 @@ fn acquire_lease(
         holder,
         token: state.last_token,
         expires_at_ms: now_ms.saturating_add(ttl(ttl_ms)),
+        issuer: LeaseIssuer::Catalog,
     };
     state.leases.insert(table, lease.clone());
     state.catalog_version += 1;
@@ -154,6 +163,43 @@ fn check_lease(state: &CatalogState, table: &str, token: u64, now_ms: i64) -> Re
             token,
             current: None,
         }),
+    }
+}
+
+/// The fencing token a commit or drop carries, and who issued its lease.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    token: u64,
+    issuer: LeaseIssuer,
+}
+
+impl Fence {
+    /// Checks the token by its issuer. Refusals leave the state untouched.
+    fn check(self, state: &CatalogState, table: &str, now_ms: i64) -> Result<(), Refusal> {
+        match self.issuer {
+            LeaseIssuer::Catalog => check_lease(state, table, self.token, now_ms),
+            // The writer checked in etcd, just before sending this, that its key
+            // still had this create revision; but it may have stalled since, and
+            // another writer may have taken the key over and committed. That
+            // writer's higher token is recorded here, in the replicated state (so
+            // a new leader refuses too), and a lower token is refused.
+            LeaseIssuer::Etcd { .. } => match state.etcd_fences.get(table) {
+                Some(&highest) if highest > self.token => Err(Refusal::StaleToken {
+                    table: table.to_string(),
+                    token: self.token,
+                    current: Some(highest),
+                }),
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// After an accepted change: an etcd token becomes the table's floor.
+    fn record(self, state: &mut CatalogState, table: &str) {
+        if let LeaseIssuer::Etcd { .. } = self.issuer {
+            let highest = state.etcd_fences.entry(table.to_string()).or_default();
+            *highest = (*highest).max(self.token);
+        }
     }
 }
 
@@ -207,11 +253,13 @@ fn set_grant(state: &mut CatalogState, role: String, table: String, granted: boo
 
 fn commit_version(
     state: &mut CatalogState,
-    token: u64,
+    fence: Fence,
     commit: TableCommit,
     now_ms: i64,
 ) -> Result<Response, Refusal> {
-    check_lease(state, &commit.table, token, now_ms)?;
+    fence.check(state, &commit.table, now_ms)?;
+    let token = fence.token;
+    let table_name = commit.table.clone();
     let TableCommit {
         table: name,
         mode,
@@ -272,6 +320,7 @@ fn commit_version(
             version
         }
     };
+    fence.record(state, &table_name);
     state.catalog_version += 1;
     Ok(Response::Version(version))
 }
@@ -455,15 +504,16 @@ fn new_version(
 fn drop_table(
     state: &mut CatalogState,
     table: &str,
-    token: u64,
+    fence: Fence,
     now_ms: i64,
 ) -> Result<Response, Refusal> {
-    check_lease(state, table, token, now_ms)?;
+    fence.check(state, table, now_ms)?;
     if state.tables.remove(table).is_none() {
         return Err(Refusal::TableNotFound {
             table: table.to_string(),
         });
     }
+    fence.record(state, table);
     state.catalog_version += 1;
     Ok(Response::Done)
 }
@@ -590,7 +640,67 @@ mod tests {
                 metadata: Some(metadata()),
             },
             now_ms,
+            issuer: LeaseIssuer::Catalog,
         }
+    }
+
+    /// `create` under an etcd lease with create revision `token`.
+    fn create_etcd(token: u64) -> Request {
+        let Request::Commit { commit, now_ms, .. } = create(token, 1) else {
+            unreachable!()
+        };
+        Request::Commit {
+            token,
+            commit,
+            now_ms,
+            issuer: LeaseIssuer::Etcd { lease_id: 7 },
+        }
+    }
+
+    #[test]
+    fn etcd_tokens_below_a_committed_one_are_refused_and_survive_restore() {
+        let mut state = CatalogState::default();
+        // Etcd leases are not in the catalog's lease table: no catalog lease needed.
+        assert!(matches!(
+            apply(&mut state, create_etcd(20)),
+            Response::Version(_)
+        ));
+        assert_eq!(state.etcd_fences["t"], 20);
+        // A writer whose etcd lease (revision 15) was taken over stalls, then commits.
+        let before = state.clone();
+        assert_eq!(
+            apply(&mut state, create_etcd(15)),
+            Response::Refused(Refusal::StaleToken {
+                table: "t".into(),
+                token: 15,
+                current: Some(20)
+            })
+        );
+        assert_eq!(state, before, "refused: nothing changed");
+        // A refused request with a newer token (the table exists) raises no floor.
+        assert!(matches!(
+            apply(&mut state, create_etcd(30)),
+            Response::Refused(Refusal::TableExists { .. })
+        ));
+        assert_eq!(state.etcd_fences["t"], 20);
+        let drop = |token| Request::DropTable {
+            table: "t".into(),
+            token,
+            now_ms: 2,
+            issuer: LeaseIssuer::Etcd { lease_id: 8 },
+        };
+        assert!(matches!(
+            apply(&mut state, drop(19)),
+            Response::Refused(Refusal::StaleToken { .. })
+        ));
+        assert_eq!(apply(&mut state, drop(25)), Response::Done);
+        // An older manifest never lowers a floor.
+        let mut restored = before.clone();
+        restored.etcd_fences.insert("t".into(), 3);
+        restored.etcd_fences.insert("u".into(), 9);
+        apply(&mut state, Request::Restore(restored));
+        assert_eq!(state.etcd_fences["t"], 25);
+        assert_eq!(state.etcd_fences["u"], 9);
     }
 
     #[test]
@@ -682,6 +792,7 @@ mod tests {
                 metadata: None,
             },
             now_ms: 2,
+            issuer: LeaseIssuer::Catalog,
         };
         let Response::Version(v2) = apply(
             &mut state,
@@ -750,6 +861,7 @@ mod tests {
             table: "t".into(),
             token: lease.token,
             now_ms: 3,
+            issuer: LeaseIssuer::Catalog,
         };
         assert_eq!(apply(&mut state, drop.clone()), Response::Done);
         assert!(matches!(

@@ -717,6 +717,7 @@ mod tests {
                 holder: "writer-a".to_string(),
                 token: 7,
                 expires_at_ms: 1_000,
+                issuer: Default::default(),
             },
         );
         Applied {

@@ -84,6 +84,10 @@ pub struct CatalogConfig {
     pub lease_ttl_ms: u64,
     /// How long a writer waits for a lease another writer holds, milliseconds.
     pub lease_wait_ms: u64,
+    /// Where writer leases live: `raft` (the replicated catalog) or `etcd`.
+    pub lease_backend: LeaseBackend,
+    /// etcd endpoints (`host:port` or `http://host:port`) when `lease_backend = "etcd"`.
+    pub etcd_endpoints: Vec<String>,
     /// Build a Raft snapshot after this many log entries.
     pub snapshot_every_entries: u64,
     /// How many catalog manifests to keep in the bucket.
@@ -111,6 +115,8 @@ impl Default for CatalogConfig {
             election_timeout_max_ms: 300,
             lease_ttl_ms: 30_000,
             lease_wait_ms: 5_000,
+            lease_backend: LeaseBackend::Raft,
+            etcd_endpoints: Vec::new(),
             snapshot_every_entries: 1_000,
             manifests_retained: 20,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 3102)),
@@ -118,6 +124,30 @@ impl Default for CatalogConfig {
             peers: Vec::new(),
             connect_timeout_ms: 500,
             catch_up_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Where writer leases live. Either way a commit carries the lease's fencing
+/// token and the catalog refuses a stale one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseBackend {
+    /// In the replicated catalog; the token is the catalog's lease counter.
+    Raft,
+    /// An etcd lease with keep-alive on `lakehouse/leases/<table>`; the token is
+    /// the key's create revision.
+    Etcd,
+}
+
+impl std::str::FromStr for LeaseBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "raft" => Ok(Self::Raft),
+            "etcd" => Ok(Self::Etcd),
+            other => Err(format!("lease backend {other:?} is not one of raft, etcd")),
         }
     }
 }
@@ -152,6 +182,35 @@ impl CatalogConfig {
     }
 
     /// `peers` as written, by node id.
+    /// With the etcd backend: at least one endpoint, none empty or with a path.
+    fn validate_etcd(&self) -> Result<()> {
+        if self.lease_backend != LeaseBackend::Etcd {
+            return Ok(());
+        }
+        if self.etcd_endpoints.is_empty() {
+            return Err(Error::Config(
+                "catalog.lease_backend = \"etcd\" needs catalog.etcd_endpoints, e.g. [\"127.0.0.1:2379\"] \
+                 (or LAKEHOUSE__CATALOG__ETCD_ENDPOINTS, or --etcd-endpoints)"
+                    .to_string(),
+            ));
+        }
+        for endpoint in &self.etcd_endpoints {
+            let authority = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+                .unwrap_or(endpoint);
+            let valid = authority
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(Error::Config(format!(
+                    "catalog.etcd_endpoints entry `{endpoint}` is not HOST:PORT or http://HOST:PORT (e.g. 127.0.0.1:2379)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn listed_peers(&self) -> Result<BTreeMap<u64, String>> {
         let mut peers = BTreeMap::new();
         for peer in &self.peers {
@@ -732,6 +791,7 @@ impl Config {
             ));
         }
         c.peer_map()?;
+        c.validate_etcd()?;
         if self.gateway.rows_per_file == 0 {
             return Err(Error::Config(
                 "gateway.rows_per_file must be at least 1".to_string(),
@@ -880,6 +940,29 @@ mod tests {
             assert_eq!(config.gateway.http_addr.port(), 4100);
             assert_eq!(config.catalog.lease_ttl_ms, 999);
             assert_eq!(config.flight_sql, FlightSqlConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn etcd_lease_backend_needs_valid_endpoints() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("LAKEHOUSE__CATALOG__LEASE_BACKEND", "etcd");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("catalog.etcd_endpoints"), "{err}");
+            jail.set_env("LAKEHOUSE__CATALOG__ETCD_ENDPOINTS", "[\"127.0.0.1\"]");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("`127.0.0.1` is not HOST:PORT"), "{err}");
+            jail.set_env(
+                "LAKEHOUSE__CATALOG__ETCD_ENDPOINTS",
+                "[\"127.0.0.1:2379\", \"http://etcd-1:2379\"]",
+            );
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.catalog.lease_backend, LeaseBackend::Etcd);
+            assert_eq!(config.catalog.etcd_endpoints.len(), 2);
+            jail.set_env("LAKEHOUSE__CATALOG__LEASE_BACKEND", "zookeeper");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("catalog.lease_backend"), "{err}");
             Ok(())
         });
     }

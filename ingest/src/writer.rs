@@ -195,6 +195,7 @@ impl TableWriter {
             .catalog
             .acquire_lease(&request.table, &request.writer)
             .await?;
+        info!(token = lease.token, "writer lease taken");
         let lease = Arc::new(Mutex::new(lease));
         let renewer = self.spawn_renewer(Arc::clone(&lease));
         let mut files = Vec::new();

@@ -116,6 +116,8 @@ struct GatewayArgs {
     #[arg(long, value_name = "ADDR")]
     flight_sql_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
+    leases: LeaseArgs,
+    #[command(flatten)]
     role: RoleArgs,
 }
 
@@ -156,6 +158,8 @@ struct CatalogArgs {
     /// When ready, write the bound address here as JSON (for port 0).
     #[arg(long, value_name = "PATH")]
     listen_file: Option<PathBuf>,
+    #[command(flatten)]
+    leases: LeaseArgs,
 }
 
 /// Where the catalog cluster is: one or more of its nodes.
@@ -281,6 +285,30 @@ struct UpArgs {
     /// When ready, write the bound addresses here as JSON (for port 0).
     #[arg(long, value_name = "PATH")]
     listen_file: Option<PathBuf>,
+    #[command(flatten)]
+    leases: LeaseArgs,
+}
+
+/// Where writer leases live, for the roles that write or collect garbage.
+#[derive(Debug, Args)]
+struct LeaseArgs {
+    /// raft or etcd (overrides catalog.lease_backend).
+    #[arg(long, value_name = "BACKEND")]
+    lease_backend: Option<lakehouse_common::config::LeaseBackend>,
+    /// etcd endpoints as HOST:PORT,... (overrides catalog.etcd_endpoints).
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT")]
+    etcd_endpoints: Option<Vec<String>>,
+}
+
+impl LeaseArgs {
+    fn apply(self, config: &mut Config) {
+        if let Some(backend) = self.lease_backend {
+            config.catalog.lease_backend = backend;
+        }
+        if let Some(endpoints) = self.etcd_endpoints {
+            config.catalog.etcd_endpoints = endpoints;
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +412,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             if let Some(addr) = args.flight_sql_addr {
                 config.flight_sql.addr = addr;
             }
+            args.leases.apply(&mut config);
             config.validate()?;
             crate::up::run(config, args.listen_file).await
         }
@@ -410,6 +439,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
             if let Some(dir) = args.data_dir {
                 config.node.data_dir = dir;
             }
+            args.leases.apply(&mut config);
             config.validate()?;
             crate::catalog::run(config, args.listen_file).await
         }
@@ -484,6 +514,7 @@ pub async fn run(cli: Cli) -> Result<(), BoxError> {
                 if let Some(addr) = args.flight_sql_addr {
                     c.flight_sql.addr = addr;
                 }
+                args.leases.apply(c);
             })?;
             crate::roles::run_gateway(config, args.role.listen_file).await
         }
