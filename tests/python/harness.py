@@ -468,7 +468,9 @@ class RoleProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.listen_file = self.dir / "listen.json"
         self.stderr_path = self.dir / "stderr.log"
-        with open(self.stderr_path, "wb") as err:
+        # A restart in the same dir: no stale addresses, the earlier run's log kept.
+        self.listen_file.unlink(missing_ok=True)
+        with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [str(binary), *args, "--data-dir", str(self.dir), "--listen-file", str(self.listen_file)],
                 cwd=base_dir,
@@ -522,6 +524,7 @@ class LakehouseCluster:
         self.roles: list[RoleProcess] = []
         self.catalog_addrs: list[str] = []
         self.scheduler_addr: Optional[str] = None
+        self.scheduler: Optional[RoleProcess] = None
         self.executors: list[RoleProcess] = []
         self.gateway = LakehouseServer(binary, base_dir / "client", name="gateway")
 
@@ -550,7 +553,8 @@ class LakehouseCluster:
             )
             self.catalog_addrs.append(addr)
 
-        self.scheduler_addr = self._spawn("scheduler", "scheduler", "--listen", "127.0.0.1:0").addr("scheduler")
+        self.scheduler = self._spawn("scheduler", "scheduler", "--listen", "127.0.0.1:0")
+        self.scheduler_addr = self.scheduler.addr("scheduler")
         for i in range(1, self.executor_count + 1):
             name = f"executor-{i}"
             executor = self._spawn(
@@ -587,6 +591,17 @@ class LakehouseCluster:
             on_timeout=lambda: tail(gateway.stderr_path),
         )
         return self
+
+    def restart_scheduler(self) -> RoleProcess:
+        """SIGKILLs the scheduler and starts a new one on the same address, where the
+        executors and the gateway look for it; it knows no jobs and no executors until
+        their next heartbeat."""
+        assert self.scheduler is not None and self.scheduler_addr is not None, "the cluster is not started"
+        self.scheduler.kill()
+        self.roles.remove(self.scheduler)
+        self.scheduler = self._spawn("scheduler", "scheduler", "--listen", self.scheduler_addr)
+        assert self.scheduler.addr("scheduler") == self.scheduler_addr
+        return self.scheduler
 
     def tasks_completed(self) -> list[int]:
         """Each executor's completed tasks, from its listen file (refreshed every 250 ms)."""
