@@ -60,6 +60,13 @@ pub enum Error {
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
+    #[error("building version {version} of index `{index}` failed: {source} (the version is recorded as failed; `lakehouse index show {index}` lists it)")]
+    BuildFailed {
+        index: String,
+        version: u64,
+        source: Box<Error>,
+    },
+
     #[error("the tuning run stopped before it finished: {0}")]
     TuneAborted(String),
 }
@@ -81,6 +88,7 @@ impl Error {
             Error::Embedding(e) => e.kind(),
             Error::Vector(e) => e.kind(),
             Error::Query(e) => query_kind(e),
+            Error::BuildFailed { source, .. } => source.kind(),
             Error::BadShard { .. }
             | Error::UnknownBucket { .. }
             | Error::Parquet(_)

@@ -115,6 +115,10 @@ pub enum Progress {
         parts_done: usize,
         parts: usize,
         chunks: u64,
+        /// Rows whose text is null or blank: they have no chunks (the last event's count).
+        blank_rows: u64,
+        /// Chunks that repeat an earlier chunk of their row, kept once (the last event's count).
+        repeated_chunks: u64,
     },
     Building {
         shards_done: usize,
@@ -331,20 +335,24 @@ impl IndexService {
                 parts: embed.tasks.len(),
             })
             .await;
-        let (shards, embedded, error) =
+        let (shards, embedded, failure) =
             match self.run_build(&prefix, embed, backend, &progress).await {
                 Ok((shards, embedded)) => (shards, embedded, None),
-                Err(e) => (Vec::new(), 0, Some(e.to_string())),
+                Err(e) => (Vec::new(), 0, Some(e)),
             };
+        // A failed build is recorded as failed (never active, its error kept) before the caller hears of it.
+        let reason = failure.as_ref().map(ToString::to_string);
         let finished = self
             .catalog
-            .finish_index_version(&name, version.version, shards, embedded, error.clone())
+            .finish_index_version(&name, version.version, shards, embedded, reason)
             .await?;
-        if let Some(reason) = error {
-            return Err(Error::InvalidArgument(format!(
-                "building version {} of index `{name}` failed: {reason}",
-                version.version
-            )));
+        if let Some(source) = failure {
+            warn!(version = finished.version, error = %source, "index build failed");
+            return Err(Error::BuildFailed {
+                index: name,
+                version: finished.version,
+                source: Box::new(source),
+            });
         }
         if activate {
             self.catalog
@@ -402,11 +410,19 @@ impl IndexService {
         let reports = reports?;
         let chunks = per_part(&reports, "chunks", parts.len());
         let embedded = per_part(&reports, "embedded", parts.len());
+        let blank_rows: u64 = per_part(&reports, "blank", parts.len()).iter().sum();
+        let repeated_chunks: u64 = per_part(&reports, "repeated", parts.len()).iter().sum();
+        info!(
+            blank_rows,
+            repeated_chunks, "embedded: rows without text and repeated chunks were skipped"
+        );
         let _ = progress
             .send(Progress::Embedding {
                 parts_done: parts.len(),
                 parts: parts.len(),
                 chunks: chunks.iter().sum(),
+                blank_rows,
+                repeated_chunks,
             })
             .await;
 
@@ -494,6 +510,8 @@ impl IndexService {
                         parts_done: done,
                         parts: total,
                         chunks: 0,
+                        blank_rows: 0,
+                        repeated_chunks: 0,
                     }
                 };
                 if progress.send(event).await.is_err() {

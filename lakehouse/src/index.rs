@@ -168,9 +168,17 @@ async fn build(server: &HttpServer, path: &str, body: &Value) -> Result<(), BoxE
         ProgressStyle::with_template("{spinner} {msg:<22} [{bar:30}] {pos}/{len} {elapsed}")?
             .progress_chars("=> "),
     );
+    // Counted by the last embedding event only; the ones before say 0.
+    let (mut blank_rows, mut repeated) = (0, 0);
     let last = server
         .client()?
-        .post_streaming(path, body, |event| show_progress(&bar, event))
+        .post_streaming(path, body, |event| {
+            if event["event"] == "embedding" {
+                blank_rows = blank_rows.max(event["blank_rows"].as_u64().unwrap_or(0));
+                repeated = repeated.max(event["repeated_chunks"].as_u64().unwrap_or(0));
+            }
+            show_progress(&bar, event)
+        })
         .await?;
     bar.finish_and_clear();
     match last["event"].as_str() {
@@ -190,6 +198,14 @@ async fn build(server: &HttpServer, path: &str, body: &Value) -> Result<(), BoxE
                 version["model"].as_str().unwrap_or("?"),
                 version["dims"],
             );
+            if blank_rows > 0 {
+                println!("{blank_rows} rows had no text (null or blank) and were skipped");
+            }
+            if repeated > 0 {
+                println!(
+                    "{repeated} chunks repeated an earlier chunk of their row and were stored once"
+                );
+            }
             Ok(())
         }
         Some("error") => Err(last["detail"]

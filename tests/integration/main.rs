@@ -3,6 +3,7 @@
 mod ballista;
 mod cluster;
 mod embeddings;
+mod index_bad_input;
 mod indexes;
 mod lance_indexes;
 mod roles;

@@ -68,7 +68,20 @@ pub async fn ingest_example(
     file: &str,
     table: &str,
 ) -> Result<serde_json::Value, BoxError> {
+    ingest_file(up, &example(file), table).await
+}
+
+/// Ingests a file (CSV, JSON Lines, Parquet by its extension) as a new table with complete metadata.
+pub async fn ingest_file(
+    up: &TestUp,
+    path: &Path,
+    table: &str,
+) -> Result<serde_json::Value, BoxError> {
     let client = lakehouse_gateway::client::GatewayClient::new(&up.http_url());
+    let file = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the file has no name")?;
     let params: Vec<(&str, String)> = vec![
         ("owner", "staffing-ops".into()),
         ("sensitivity", "internal".into()),
@@ -79,7 +92,7 @@ pub async fn ingest_example(
         ("filename", file.into()),
     ];
     Ok(client
-        .ingest(&example(file), table, &params, Arc::new(|_| {}))
+        .ingest(path, table, &params, Arc::new(|_| {}))
         .await?)
 }
 

@@ -59,6 +59,7 @@ pub fn output_schema() -> SchemaRef {
         Field::new("chunks", DataType::UInt64, false),
         Field::new("embedded", DataType::UInt64, false),
         Field::new("blank", DataType::UInt64, false),
+        Field::new("repeated", DataType::UInt64, false),
     ]))
 }
 
@@ -70,6 +71,8 @@ struct Chunks {
     texts: Vec<String>,
     hashes: Vec<u64>,
     blank_rows: u64,
+    /// Chunks left out as repeats of an earlier chunk of their row.
+    repeated: u64,
     rows: u64,
 }
 
@@ -140,6 +143,7 @@ impl EmbedSpec {
             output = %describe(&task.output),
             rows = chunks.rows,
             chunks = part.num_rows(),
+            repeated = chunks.repeated,
             embedded,
             "embedded part"
         );
@@ -152,6 +156,7 @@ impl EmbedSpec {
                 Arc::new(UInt64Array::from(vec![part.num_rows() as u64])),
                 Arc::new(UInt64Array::from(vec![embedded])),
                 Arc::new(UInt64Array::from(vec![chunks.blank_rows])),
+                Arc::new(UInt64Array::from(vec![chunks.repeated])),
             ],
         )?)
     }
@@ -211,7 +216,16 @@ impl EmbedSpec {
                 if pieces.is_empty() {
                     chunks.blank_rows += 1;
                 }
+                // A chunk repeating one of its row's earlier chunks would be the
+                // same search result again, and a graph of many equal vectors
+                // leaves the other vectors unreachable: it is kept once.
+                let mut seen = HashSet::new();
                 for (number, piece) in pieces.into_iter().enumerate() {
+                    let hash = content_hash(piece);
+                    if !seen.insert(hash) {
+                        chunks.repeated += 1;
+                        continue;
+                    }
                     chunks.doc_ids.push(match &doc_id {
                         DocId::Int(v) => DocId::Int(*v),
                         DocId::Text(v) => DocId::Text(v.clone()),
@@ -219,7 +233,7 @@ impl EmbedSpec {
                     chunks
                         .numbers
                         .push(i32::try_from(number).unwrap_or(i32::MAX));
-                    chunks.hashes.push(content_hash(piece));
+                    chunks.hashes.push(hash);
                     chunks.texts.push(piece.to_string());
                 }
                 ordinal += 1;
