@@ -26,7 +26,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- Debian packages --------------------------------------------------------------
-APT_PACKAGES=(protobuf-compiler libprotobuf-dev mold curl)
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev mold curl iproute2)
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-venv)
 fi
@@ -47,6 +47,7 @@ else
 fi
 command -v protoc >/dev/null || die "protoc not found after installing protobuf-compiler"
 command -v mold >/dev/null || die "mold not found after installing mold"
+command -v ip >/dev/null || die "ip not found after installing iproute2 (the partition test makes network namespaces)"
 
 # --- Rust toolchain (comes with the machine; rustup cannot download here) ----------
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup) first"
