@@ -20,6 +20,7 @@ use lakehouse_indexing::{
 };
 use lakehouse_ingest::TableWriter;
 use lakehouse_query::QueryEngine;
+use lakehouse_scheduler::PlannedScanCodec;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -75,6 +76,7 @@ pub(crate) async fn start_scheduler(
         .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
     let runtime = bucket_runtime(bucket, work_dir)()?;
     let addr = config.scheduler.addr;
+    let codec = Arc::new(IndexCodec::new(Arc::clone(indexes)));
     Ok(
         lakehouse_scheduler::start(lakehouse_scheduler::SchedulerOptions {
             bind_host: addr.ip().to_string(),
@@ -82,7 +84,10 @@ pub(crate) async fn start_scheduler(
             advertise_host: advertised_host(config, addr),
             job_timeout: Duration::from_secs(config.scheduler.job_timeout_secs),
             runtime_env: Some(runtime),
-            physical_codec: Some(Arc::new(IndexCodec::new(Arc::clone(indexes)))),
+            // A gateway in another process sends vector searches and index jobs
+            // as planned scans (their scans run where they are planned).
+            logical_codec: Some(Arc::new(PlannedScanCodec::new(codec.clone()))),
+            physical_codec: Some(codec),
             ..Default::default()
         })
         .await?,
@@ -343,8 +348,14 @@ pub(crate) async fn run_gateway(
     // The executors are not visible from here: size stages to this machine's cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let scheduler_url = format!("http://{}", config.scheduler_endpoint());
-    let engine =
-        QueryEngine::connect(catalog.clone(), &scheduler_url, &config.query, cores).await?;
+    let engine = QueryEngine::connect(
+        catalog.clone(),
+        &scheduler_url,
+        &config.query,
+        cores,
+        Arc::new(IndexCodec::new(Arc::clone(&indexes))),
+    )
+    .await?;
     let gateway = start_gateway(&config, &catalog, engine, |_| {}, &indexes).await?;
     if let Some(path) = listen_file {
         write_listen_file(

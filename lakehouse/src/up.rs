@@ -8,6 +8,7 @@ use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::{Config, SystemClock};
 use lakehouse_flight_sql::Auth;
 use lakehouse_gateway::metrics::{MetricFn, Registry};
+use lakehouse_indexing::IndexCodec;
 use lakehouse_query::QueryEngine;
 use tracing::info;
 
@@ -95,6 +96,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
         scheduler.url(),
         &config.query,
         executor.concurrent_tasks(),
+        Arc::new(IndexCodec::new(Arc::clone(&indexes))),
     )
     .await?;
     let gateway = start_gateway(

@@ -14,6 +14,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion::sql::TableReference;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::QueryConfig;
@@ -84,19 +85,23 @@ impl std::fmt::Debug for QueryEngine {
 
 impl QueryEngine {
     /// `task_slots` is the executors' total slots: stages get that many partitions unless configured.
+    /// `physical_codec` encodes our own execution nodes (the scheduler's and executors' codec).
     pub async fn connect(
         catalog: Catalog,
         scheduler_url: &str,
         settings: &QueryConfig,
         task_slots: usize,
+        physical_codec: Arc<dyn PhysicalExtensionCodec>,
     ) -> Result<Self> {
         let partitions = match settings.target_partitions {
             0 => task_slots.max(1),
             n => n,
         };
-        let config =
-            lakehouse_scheduler::ballista_session_config(partitions, settings.prefer_hash_join)
-                .with_information_schema(true)
+        let config = lakehouse_scheduler::with_physical_codec(
+            lakehouse_scheduler::ballista_session_config(partitions, settings.prefer_hash_join),
+            physical_codec,
+        )
+        .with_information_schema(true)
                 .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
                 .with_create_default_catalog_and_schema(false)
                 // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.

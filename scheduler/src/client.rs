@@ -45,6 +45,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::{AsLogicalPlan, LogicalExtensionCodec};
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -55,7 +56,7 @@ use crate::error::{Error, Result};
 use crate::grpc::STATUS_BUFFER;
 use crate::in_process::{self, Server};
 use crate::job::{CancelOnDrop, JobHandle};
-use crate::planned_scan::plan_temporary_scans;
+use crate::planned_scan::{plan_temporary_scans, PlannedScanCodec};
 use crate::result_partitions::KeepResultPartitions;
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -84,6 +85,20 @@ pub fn ballista_session_config(target_partitions: usize, prefer_hash_join: bool)
     let mut config = config.upgrade_for_ballista();
     config.options_mut().optimizer.prefer_hash_join = prefer_hash_join;
     config
+}
+
+/// `config` with `physical_codec` (which must wrap Ballista's) for the plans of
+/// our own execution nodes, in jobs and in temporary tables' scans sent to a
+/// scheduler over gRPC ([`PlannedScanCodec`]).
+pub fn with_physical_codec(
+    config: SessionConfig,
+    physical_codec: Arc<dyn PhysicalExtensionCodec>,
+) -> SessionConfig {
+    config
+        .with_ballista_logical_extension_codec(Arc::new(PlannedScanCodec::new(Arc::clone(
+            &physical_codec,
+        ))))
+        .with_ballista_physical_extension_codec(physical_codec)
 }
 
 /// A context whose queries run as Ballista jobs on the scheduler at

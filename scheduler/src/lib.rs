@@ -12,13 +12,14 @@ mod grpc;
 mod in_process;
 mod job;
 mod metrics;
+mod planned_scan;
 mod result_partitions;
 mod server;
 mod status;
 
 pub use client::{
     ballista_session_config, cancel_remote_job, remote_context, remote_context_with_pool,
-    ConnectionPool, RemoteQueryExec,
+    with_physical_codec, ConnectionPool, RemoteQueryExec,
 };
 pub use error::{Error, Result};
 pub use in_process::LocalExecutor;
@@ -27,5 +28,6 @@ pub use lakehouse_proto::scheduler::{
     Executor as ExecutorStatus, StatusResponse as SchedulerStatus,
 };
 pub use metrics::JobCounts;
+pub use planned_scan::{plan_temporary_scans, PlannedScan, PlannedScanCodec};
 pub use server::{start, SchedulerHandle, SchedulerOptions};
 pub use status::scheduler_status;

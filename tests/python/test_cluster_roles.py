@@ -2,7 +2,8 @@
 a scheduler, two executors with one task slot each and a gateway, on loopback port 0. The
 demo CSVs go in through the gateway's HTTP ingest; ADBC answers the demo's three-table join
 and a GROUP BY as DuckDB does on the same files; both executors ran tasks; `lakehouse status`
-shows the catalog, the scheduler and both executors."""
+shows the catalog, the scheduler and both executors; a vector index is built and searched
+through the separate gateway."""
 
 from __future__ import annotations
 
@@ -100,3 +101,24 @@ def test_status_fails_when_the_scheduler_is_unreachable(cluster):
     assert "catalog: leader node" in result.stdout, result.stdout
     assert "scheduler: unreachable at 127.0.0.1:1" in result.stdout, result.stdout
     assert "scheduler" in result.stderr, result.stderr
+
+
+def test_vector_index_builds_and_searches_through_a_separate_gateway(cluster):
+    """The gateway plans a vector search's scan (it embeds the query) and an index job's
+    scan itself, and ships them to the scheduler process as physical plans."""
+    created = cluster.run("index", "create", "cand_idx", "--table", "candidates", "--column", "skills")
+    assert_cli_ok(created)
+    assert "cand_idx version 1 ready: 60 chunks" in created.stdout, created.stdout
+    joined = cluster.gateway.sql(
+        "SELECT c.candidate_id, s.score FROM vector_search('cand_idx', 'rust engineer in Austin', 5) s "
+        "JOIN candidates c ON c.candidate_id = s.doc_id ORDER BY s.score DESC"
+    )
+    assert joined.num_rows == 5
+    filtered = cluster.gateway.sql(
+        "SELECT c.city FROM vector_search('cand_idx', 'rust engineer', 4, 'city = ''Austin''') s "
+        "JOIN candidates c ON c.candidate_id = s.doc_id"
+    )
+    assert filtered.column("city").to_pylist() == ["Austin"] * 4
+    answer = cluster.gateway.post("/v1/search", json={"index": "cand_idx", "query": "rust engineer in Austin", "k": 5})
+    assert answer.status_code == 200, answer.text
+    assert sorted(r["doc_id"] for r in answer.json()["results"]) == sorted(joined.column("candidate_id").to_pylist())
