@@ -216,7 +216,9 @@ impl Local {
                 Err(RaftError::Fatal(e)) => return Err(fatal(e)),
             }
         }
-        self.lead_and_reconcile("catalog start").await?;
+        self.lead("catalog start").await?;
+        let latest = manifest::read_latest(&self.inner.bucket).await?;
+        self.reconcile_with(latest).await?;
         match self.collect_garbage().await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "removed unreferenced data files"),
@@ -226,11 +228,10 @@ impl Local {
         Ok(())
     }
 
-    /// Waits until this node leads and has applied everything committed before,
-    /// then reconciles its state with the bucket. Run by a node that starts a
-    /// catalog on its own: a one-node catalog, or the seed of a new cluster,
-    /// whose empty log over a bucket with manifests means a restore.
-    pub(crate) async fn lead_and_reconcile(&self, what: &'static str) -> Result<()> {
+    /// Waits until this node leads and has applied everything committed before.
+    /// Run by a node that starts a catalog on its own (a one-node catalog, or
+    /// the seed of a new cluster) before it reconciles with the bucket.
+    pub(crate) async fn lead(&self, what: &'static str) -> Result<()> {
         let node_id = self.inner.node_id;
         let patience =
             Duration::from_millis(self.inner.config.election_timeout_max_ms.saturating_mul(20))
@@ -247,8 +248,7 @@ impl Local {
                     patience.as_secs()
                 ))
             })?;
-        self.ensure_applied().await?;
-        self.reconcile_with_bucket().await
+        self.ensure_applied().await
     }
 
     /// Waits until everything committed before the call is applied here (a
@@ -268,11 +268,11 @@ impl Local {
         }
     }
 
-    /// The bucket is the source of truth: a newer manifest replaces the local
-    /// state; a newer local state (its manifest write failed) is written out.
-    async fn reconcile_with_bucket(&self) -> Result<()> {
+    /// The bucket is the source of truth: its newest manifest (`latest`), when
+    /// newer, replaces the local state (an empty log's is version 0); a newer
+    /// local state (its manifest write failed) is written out. Only the leader can.
+    pub(crate) async fn reconcile_with(&self, latest: Option<CatalogState>) -> Result<()> {
         let local = self.state_version();
-        let latest = manifest::read_latest(&self.inner.bucket).await?;
         let mut written = self.inner.manifest_written.lock().await;
         match latest {
             Some(restored) if restored.catalog_version > local => {

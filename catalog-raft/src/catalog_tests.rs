@@ -592,6 +592,53 @@ async fn new_cluster_seed_restores_the_bucket_catalog() {
     node.stop().await.unwrap();
 }
 
+/// A bucket whose manifests cannot be read fails the seed's bootstrap before
+/// its log is initialized, so the next start, with the bucket readable again,
+/// still restores (rather than rejoining its own one-node cluster empty).
+#[tokio::test]
+async fn unreadable_bucket_fails_the_bootstrap_and_leaves_the_log_empty() {
+    let env = Env::new();
+    let catalog = env.open().await;
+    populate(&catalog).await;
+    let before = catalog.tables();
+    catalog.shutdown().await.unwrap();
+    drop(catalog);
+    std::fs::remove_dir_all(&env.log_dir).unwrap();
+
+    // Only garbage where the manifests were.
+    let manifests = env.bucket_dir.join("_catalog/manifests");
+    let aside = env.root.path().join("manifests-aside");
+    std::fs::rename(&manifests, &aside).unwrap();
+    let garbage = ObjectPath::from(manifest::manifest_key(1).as_str());
+    let store = env.bucket().store().clone();
+    store
+        .put(&garbage, PutPayload::from_static(b"not parquet"))
+        .await
+        .unwrap();
+    let start = || async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        crate::CatalogNode::start(
+            &env.config,
+            &env.log_dir,
+            env.bucket(),
+            env.clock.clone(),
+            listener,
+        )
+        .await
+    };
+    let err = start()
+        .await
+        .err()
+        .expect("bootstrap over unreadable manifests");
+    assert!(matches!(err, Error::Manifest { .. }), "{err}");
+
+    std::fs::remove_dir_all(&manifests).unwrap();
+    std::fs::rename(&aside, &manifests).unwrap();
+    let node = start().await.unwrap();
+    assert_eq!(node.catalog.tables(), before);
+    node.stop().await.unwrap();
+}
+
 fn view(name: &str, sql: &str) -> View {
     View {
         name: name.to_string(),

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::catalog::Local;
 use crate::catalog::{client_write_error, fatal};
 use crate::error::{Error, Result};
+use crate::manifest;
 use crate::model::CatalogState;
 use crate::request::NodeId;
 
@@ -86,12 +87,17 @@ impl Local {
     /// cluster is pointed at an old bucket), the new cluster starts from its
     /// newest manifest.
     pub(crate) async fn bootstrap(&self) -> Result<()> {
+        // Read before the log is initialized: if the bucket cannot be read, this
+        // start fails with the log still empty and the next one restores; failing
+        // later would leave an initialized log over an empty catalog.
+        let latest = manifest::read_latest(self.bucket()).await?;
         let node_id = self.node_id();
         let nodes = BTreeMap::from([(node_id, BasicNode::new(self.config().advertised_addr()))]);
         match self.raft().initialize(nodes).await {
             Ok(()) => {
                 tracing::info!(node_id, "bootstrapped a new catalog cluster");
-                self.lead_and_reconcile("catalog bootstrap").await
+                self.lead("catalog bootstrap").await?;
+                self.reconcile_with(latest).await
             }
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(RaftError::APIError(e @ InitializeError::NotInMembers(_))) => {

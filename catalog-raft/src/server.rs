@@ -91,7 +91,13 @@ impl CatalogNode {
             } else {
                 // Before serving: a client write ahead of a restore from the
                 // bucket would be acknowledged, then replaced by it.
-                catalog.bootstrap().await?;
+                if let Err(e) = catalog.bootstrap().await {
+                    // Release the local log so a retry in this process can open it.
+                    if let Err(shutdown) = catalog.shutdown().await {
+                        tracing::warn!(error = %shutdown, "shutting down after a failed bootstrap");
+                    }
+                    return Err(e);
+                }
                 others = Some(
                     peers
                         .into_iter()
