@@ -4,8 +4,14 @@
 //! from the Flight SQL handshake is valid over HTTP too.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{Constraints, Statistics};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::Result;
 
@@ -87,4 +93,66 @@ pub trait Access: Send + Sync + std::fmt::Debug {
 
     /// Whether `principal` may see and read `table`.
     fn readable(&self, principal: &Principal, table: &str) -> bool;
+}
+
+/// A table provider that reads catalog tables its own name does not show:
+/// `vector_search('idx', …)` is planned as a scan of `vector_search()` but reads
+/// the index's source table. Flight SQL checks the caller's grants on
+/// [`ReadsTables::tables`] exactly as on a plain scan of them.
+#[derive(Debug)]
+pub struct ReadsTables {
+    inner: Arc<dyn TableProvider>,
+    tables: Vec<String>,
+}
+
+impl ReadsTables {
+    pub fn new(inner: Arc<dyn TableProvider>, tables: Vec<String>) -> Self {
+        Self { inner, tables }
+    }
+
+    /// The catalog tables a scan of this provider reads.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+}
+
+/// Everything but the grants is the wrapped provider's.
+#[async_trait]
+impl TableProvider for ReadsTables {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.inner.get_column_default(column)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.inner.statistics()
+    }
 }

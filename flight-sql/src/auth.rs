@@ -18,10 +18,12 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use base64::Engine;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, TableScan};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::TableReference;
 use lakehouse_catalog_raft::Catalog;
+use lakehouse_common::access::ReadsTables;
 use lakehouse_common::config::{AuthConfig, ALL};
 use lakehouse_common::storage::resolve_secret;
 use lakehouse_common::{Access, Clock, Principal};
@@ -496,7 +498,12 @@ fn needs_of(plan: &LogicalPlan) -> datafusion::error::Result<Needs> {
     let mut needs = Needs::default();
     plan.apply_with_subqueries(|node| {
         match node {
-            LogicalPlan::TableScan(scan) => needs.reads.push(scan.table_name.clone()),
+            LogicalPlan::TableScan(scan) => match reads_through(scan) {
+                Some(tables) => needs
+                    .reads
+                    .extend(tables.iter().map(|t| TableReference::bare(t.as_str()))),
+                None => needs.reads.push(scan.table_name.clone()),
+            },
             LogicalPlan::Dml(dml) => {
                 needs.write = Some(format!("{} table `{}`", dml.name(), dml.table_name))
             }
@@ -529,6 +536,15 @@ fn needs_of(plan: &LogicalPlan) -> datafusion::error::Result<Needs> {
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(needs)
+}
+
+/// The tables a scan reads under another name (`vector_search(...)` reads its
+/// index's source table), when it says so.
+fn reads_through(scan: &TableScan) -> Option<Vec<String>> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    provider
+        .downcast_ref::<ReadsTables>()
+        .map(|reads| reads.tables().to_vec())
 }
 
 fn check_password(users: &HashMap<String, User>, user: &str, password: &str) -> Result<Principal> {
@@ -613,6 +629,26 @@ mod tests {
     use lakehouse_common::config::UserConfig;
 
     use super::*;
+
+    #[test]
+    fn a_scan_that_reads_other_tables_needs_grants_on_them() {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::datasource::{provider_as_source, MemTable};
+
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let inner = Arc::new(MemTable::try_new(schema, vec![vec![]]).unwrap());
+        let search = ReadsTables::new(inner, vec!["candidates".to_string()]);
+        let plan = LogicalPlanBuilder::scan(
+            "vector_search()",
+            provider_as_source(Arc::new(search)),
+            None,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let needs = needs_of(&plan).unwrap();
+        assert_eq!(needs.reads, vec![TableReference::bare("candidates")]);
+    }
 
     fn config(users: &[(&str, &[&str], UserConfig)], grants: &[(&str, &[&str])]) -> AuthConfig {
         AuthConfig {

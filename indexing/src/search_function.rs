@@ -33,6 +33,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::Serializeable;
 use lakehouse_catalog_raft::{Catalog, IndexStatus, IndexVersion};
+use lakehouse_common::access::ReadsTables;
 use lakehouse_vector::MAX_K;
 
 use crate::error::Error;
@@ -121,7 +122,10 @@ impl TableFunctionImpl for VectorSearchFunction {
             .map(|e| string_argument(e, "filter"))
             .transpose()?;
         let request = SearchRequest::new(&index, &query, k, filter)?;
-        Ok(Arc::new(self.table(request)?))
+        let table = self.table(request)?;
+        // Flight SQL checks grants on the source table, as `/v1/search` does.
+        let source = vec![table.source_table().to_string()];
+        Ok(Arc::new(ReadsTables::new(Arc::new(table), source)))
     }
 }
 

@@ -244,6 +244,38 @@ def test_admin_grants_and_revokes_over_sql(auth_server: LakehouseServer) -> None
         assert "unknown role" in expect_error(admin, "GRANT SELECT ON candidates TO nobody")
 
 
+def test_vector_search_needs_a_grant_on_the_index_source_table(auth_server: LakehouseServer) -> None:
+    """`vector_search(...)` over Flight SQL is checked as a scan of the index's source table,
+    as POST /v1/search is: bob (granted contracts) searches, carol (placements only) may not."""
+    r = auth_server.post(
+        "/v1/indexes",
+        json={"name": "contracts_idx", "table": "contracts", "column": "title"},
+        auth=http_auth("alice"),
+        timeout=600,
+    )
+    assert r.status_code == 200, r.text
+    last = json.loads(r.text.strip().splitlines()[-1])
+    assert last["event"] == "done", r.text
+    search = "SELECT doc_id, score FROM vector_search('contracts_idx', 'on-call reliability', 3)"
+    with connect(auth_server.flight_uri, "bob") as conn:
+        assert len(query(conn, search)) == 3
+    with connect(auth_server.flight_uri, "carol", CAROL_PW) as conn:
+        message = expect_error(conn, search)
+        assert "PermissionDenied" in message or "PERMISSION_DENIED" in message, message
+        assert "no SELECT grant on table `contracts`" in message, message
+        # Inside a join or a subquery just the same.
+        message = expect_error(
+            conn,
+            "SELECT p.placement_id FROM placements p WHERE p.contract_id IN "
+            "(SELECT doc_id FROM vector_search('contracts_idx', 'on-call', 3))",
+        )
+        assert "no SELECT grant on table `contracts`" in message, message
+    body = {"index": "contracts_idx", "query": "on-call reliability", "k": 3}
+    r = auth_server.post("/v1/search", json=body, auth=("carol", CAROL_PW))
+    assert r.status_code == 403, r.text
+    assert "contracts" in r.text, r.text
+
+
 # --------------------------------------------------------------------------------------
 # The raw Flight handshake
 
