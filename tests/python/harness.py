@@ -14,7 +14,9 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -615,6 +617,70 @@ class LakehouseCluster:
                 role.kill()
             except Exception:
                 pass
+
+
+# --------------------------------------------------------------------------------------
+# etcd
+
+
+def free_port() -> int:
+    """A loopback port free right now (released again before it is used)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def etcd_bin() -> Path:
+    """ETCD_BIN, else `etcd` on the PATH (Debian's etcd-server puts it in /usr/bin)."""
+    found = os.environ.get("ETCD_BIN") or shutil.which("etcd")
+    if not found:
+        pytest.fail("no `etcd` binary on the PATH: install Debian's etcd-server (scripts/setup.sh) or set ETCD_BIN")
+    return Path(found)
+
+
+class EtcdServer:
+    """A real one-member etcd on free loopback ports with a data dir under `base_dir`;
+    `kill` ends it."""
+
+    def __init__(self, base_dir: Path):
+        base_dir.mkdir(parents=True, exist_ok=True)
+        self.log = base_dir / "etcd.log"
+        client_url = f"http://127.0.0.1:{free_port()}"
+        peer_url = f"http://127.0.0.1:{free_port()}"
+        self.endpoint = client_url.removeprefix("http://")
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(etcd_bin()),
+                    *("--name", "lakehouse-test", "--data-dir", str(base_dir / "data")),
+                    *("--listen-client-urls", client_url, "--advertise-client-urls", client_url),
+                    *("--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url),
+                    *("--initial-cluster", f"lakehouse-test={peer_url}"),
+                ],
+                cwd=base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"etcd exited with {self.proc.returncode}:\n{tail(self.log)}")
+            try:
+                return requests.get(f"{client_url}/health", timeout=2).json().get("health") == "true"
+            except (requests.RequestException, ValueError):
+                return False
+
+        wait_until(healthy, timeout=START_TIMEOUT, interval=0.1, what=f"etcd at {client_url}", on_timeout=self._tail)
+
+    def _tail(self) -> str:
+        self.kill()
+        return tail(self.log)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=STOP_TIMEOUT)
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,6 +28,7 @@ from harness import (
     LakehouseServer,
     assert_same_rows,
     files_under,
+    free_port,
     server_env,
     table_rows,
     tail,
@@ -50,12 +50,6 @@ MOTO_START_TIMEOUT = 30.0
 # The three-table joins of test_queries, by id: (query, whether row order matters).
 JOINS = {name: (query, ordered) for name, query, ordered in QUERIES if name.startswith("join_three_tables")}
 assert JOINS, "test_queries.QUERIES has no join_three_tables_* query"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Moto:
