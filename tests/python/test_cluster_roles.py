@@ -106,7 +106,7 @@ def test_status_fails_when_the_scheduler_is_unreachable(cluster):
 def test_vector_index_builds_and_searches_through_a_separate_gateway(cluster):
     """The gateway plans a vector search's scan (it embeds the query) and an index job's
     scan itself, and ships them to the scheduler process as physical plans."""
-    created = cluster.run("index", "create", "cand_idx", "--table", "candidates", "--column", "skills")
+    created = cluster.gateway.cli("index", "create", "cand_idx", "--table", "candidates", "--column", "skills", timeout=600)
     assert_cli_ok(created)
     assert "cand_idx version 1 ready: 60 chunks" in created.stdout, created.stdout
     joined = cluster.gateway.sql(
