@@ -1,18 +1,16 @@
-//! Builds a shard's graph with hnsw_rs (parallel insert) and freezes it.
+//! Builds a shard's graph with our parallel insert (`insert.rs`) and freezes it.
 
 use std::time::Instant;
 
-use hnsw_rs::anndists::dist::DistL2;
-use hnsw_rs::hnsw::Hnsw;
-use rayon::prelude::*;
 use tracing::{info, instrument};
 
-use crate::distance::{normalize, L2Squared};
+use crate::distance::normalize;
 use crate::error::{Error, Result};
-use crate::frozen::{Csr, FrozenHnsw, IndexParams, Metric, Parts, UpperLayer};
+use crate::frozen::{FrozenHnsw, IndexParams, Metric, Parts};
+use crate::insert::GraphBuilder;
 
-/// Most layers hnsw_rs keeps (its `NB_LAYER_MAX`).
-const MAX_LAYERS: usize = 16;
+/// The default seed of the layer draws (hnswlib's default `random_seed`).
+const DEFAULT_SEED: u64 = 100;
 
 /// Settings for building one shard's HNSW graph.
 #[derive(Debug, Clone)]
@@ -22,6 +20,7 @@ pub struct ShardBuilder {
     m: usize,
     ef_construction: usize,
     threads: usize,
+    seed: u64,
 }
 
 impl ShardBuilder {
@@ -33,6 +32,7 @@ impl ShardBuilder {
             m: 16,
             ef_construction: 200,
             threads: 0,
+            seed: DEFAULT_SEED,
         }
     }
 
@@ -53,34 +53,47 @@ impl ShardBuilder {
         self
     }
 
+    /// Seed of the random layer draws: one thread and the same seed build the
+    /// same graph; more threads insert in a racy order.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     /// Builds the graph over `vectors` (row-major, `doc_ids.len()` rows of `dims`)
     /// and freezes it. Doc ids are what searches return.
     #[instrument(skip_all, fields(vectors = doc_ids.len(), dims = self.dims, m = self.m, ef_construction = self.ef_construction))]
     pub fn build(&self, vectors: &[f32], doc_ids: &[u64]) -> Result<FrozenHnsw> {
         let prepared = self.prepare(vectors, doc_ids)?;
-        let n = doc_ids.len();
         let started = Instant::now();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
             .thread_name(|i| format!("hnsw-build-{i}"))
             .build()
             .map_err(|e| Error::Build(format!("cannot start build threads: {e}")))?;
-        let max_layers = MAX_LAYERS.min((n as f64).ln().ceil().max(1.0) as usize);
-        let graph: Hnsw<f32, DistL2> =
-            Hnsw::new(self.m, n, max_layers, self.ef_construction, DistL2 {});
-        let rows: Vec<(&[f32], usize)> = prepared.chunks_exact(self.dims).zip(0..n).collect();
-        pool.install(|| graph.parallel_insert_slice(&rows));
+        let graph = GraphBuilder::new(
+            &prepared,
+            self.dims,
+            self.m,
+            self.ef_construction,
+            self.seed,
+        );
+        graph.insert_all(&pool);
         let inserted = started.elapsed();
-        let mut parts = freeze(&graph, self.params(), doc_ids.to_vec(), prepared)?;
-        drop(graph);
-        let frozen = started.elapsed();
-        pool.install(|| diversify_base_layer(&mut parts))?;
+        let layers = graph.into_layers()?;
+        let parts = Parts {
+            params: self.params(),
+            doc_ids: doc_ids.to_vec(),
+            vectors: prepared,
+            entry_point: layers.entry_point,
+            base: layers.base,
+            upper: layers.upper,
+        };
         let index = FrozenHnsw::from_parts(parts)
             .map_err(|reason| Error::Build(format!("frozen graph is inconsistent: {reason}")))?;
         info!(
             insert_ms = inserted.as_millis() as u64,
-            freeze_ms = (frozen - inserted).as_millis() as u64,
-            diversify_ms = (started.elapsed() - frozen).as_millis() as u64,
+            freeze_ms = (started.elapsed() - inserted).as_millis() as u64,
             layers = index.layers(),
             "built HNSW shard"
         );
@@ -139,119 +152,4 @@ impl ShardBuilder {
         }
         Ok(prepared)
     }
-}
-
-/// Copies hnsw_rs's graph into flat arrays. hnsw_rs's origin id of a point is its row.
-fn freeze(
-    graph: &Hnsw<f32, DistL2>,
-    params: IndexParams,
-    doc_ids: Vec<u64>,
-    vectors: Vec<f32>,
-) -> Result<Parts> {
-    let n = doc_ids.len();
-    let mut levels = vec![usize::MAX; n];
-    let mut links: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
-    for point in graph.get_point_indexation() {
-        let row = point.get_origin_id();
-        let level = usize::from(point.get_point_id().0);
-        if row >= n || levels[row] != usize::MAX {
-            return Err(Error::Build(format!(
-                "hnsw_rs returned point {row} twice or out of range"
-            )));
-        }
-        levels[row] = level;
-        links[row] = point
-            .get_neighborhood_id()
-            .into_iter()
-            .take(level + 1)
-            .map(|layer| layer.iter().map(|nb| nb.get_origin_id() as u32).collect())
-            .collect();
-    }
-    if let Some(missing) = levels.iter().position(|&l| l == usize::MAX) {
-        return Err(Error::Build(format!("hnsw_rs lost point {missing}")));
-    }
-    let top = levels.iter().copied().max().unwrap_or(0);
-    // Deterministic entry: the first row on the top layer.
-    let entry_point = levels.iter().position(|&l| l == top).unwrap_or(0) as u32;
-    let base = Csr::from_lists(
-        links
-            .iter()
-            .map(|per_layer| per_layer.first().cloned().unwrap_or_default()),
-    )?;
-    let upper = (1..=top)
-        .map(|layer| {
-            let nodes: Vec<u32> = (0..n)
-                .filter(|&row| levels[row] >= layer)
-                .map(|row| row as u32)
-                .collect();
-            let lists = nodes
-                .iter()
-                .map(|&row| links[row as usize].get(layer).cloned().unwrap_or_default());
-            Ok(UpperLayer {
-                links: Csr::from_lists(lists)?,
-                nodes,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Parts {
-        params,
-        doc_ids,
-        vectors,
-        entry_point,
-        base,
-        upper,
-    })
-}
-
-/// Re-selects every layer-0 neighbour list with HNSW's diversity heuristic over
-/// the node's own links and the links pointing at it. hnsw_rs trims a full list
-/// by dropping its farthest link (`reverse_update_neighborhood_simple`), which
-/// throws away the long links that let a search leave a cluster; hnswlib trims
-/// with the heuristic. Measured on 100K × 768 clustered vectors, this pass is
-/// what brings recall at a given ef up to hnswlib's (docs/benchmarks.md).
-fn diversify_base_layer(parts: &mut Parts) -> Result<()> {
-    let n = parts.doc_ids.len();
-    let max_links = 2 * parts.params.m;
-    let dims = parts.params.dims;
-    let vectors = &parts.vectors;
-    let vector = |node: u32| &vectors[node as usize * dims..(node as usize + 1) * dims];
-    let distance = L2Squared::detect();
-    let base = &parts.base;
-    let links_of = |node: usize| {
-        &base.neighbours[base.offsets[node] as usize..base.offsets[node + 1] as usize]
-    };
-    let mut pointing_at: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for node in 0..n {
-        for &next in links_of(node) {
-            pointing_at[next as usize].push(node as u32);
-        }
-    }
-    let lists: Vec<Vec<u32>> = (0..n)
-        .into_par_iter()
-        .map(|node| {
-            let mut candidates: Vec<(f32, u32)> = links_of(node)
-                .iter()
-                .chain(&pointing_at[node])
-                .map(|&c| (distance.eval(vector(node as u32), vector(c)), c))
-                .collect();
-            candidates.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            candidates.dedup_by_key(|c| c.1);
-            let mut kept: Vec<u32> = Vec::with_capacity(max_links);
-            for &(to_node, candidate) in &candidates {
-                if kept.len() == max_links {
-                    break;
-                }
-                // Keep a candidate unless a kept link already leads closer to it.
-                if kept
-                    .iter()
-                    .all(|&k| distance.eval(vector(candidate), vector(k)) >= to_node)
-                {
-                    kept.push(candidate);
-                }
-            }
-            kept
-        })
-        .collect();
-    parts.base = Csr::from_lists(lists)?;
-    Ok(())
 }

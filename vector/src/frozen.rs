@@ -187,9 +187,9 @@ pub struct FrozenHnsw {
 
 /// A candidate or result: a node and its distance to the query.
 #[derive(Debug, Clone, Copy)]
-struct Scored {
-    distance: f32,
-    node: u32,
+pub(crate) struct Scored {
+    pub(crate) distance: f32,
+    pub(crate) node: u32,
 }
 
 impl PartialEq for Scored {
@@ -214,16 +214,16 @@ impl Ord for Scored {
 /// Per-search state kept between searches: visited marks by epoch (cleared by
 /// bumping the epoch, not by writing the array), both heaps and the query copy.
 #[derive(Debug)]
-struct Scratch {
+pub(crate) struct Scratch {
     visited: Vec<u16>,
     epoch: u16,
-    candidates: BinaryHeap<Reverse<Scored>>,
-    results: BinaryHeap<Scored>,
+    pub(crate) candidates: BinaryHeap<Reverse<Scored>>,
+    pub(crate) results: BinaryHeap<Scored>,
     query: Vec<f32>,
 }
 
 impl Scratch {
-    fn new(nodes: usize) -> Self {
+    pub(crate) fn new(nodes: usize) -> Self {
         Self {
             visited: vec![0; nodes],
             epoch: 0,
@@ -233,7 +233,7 @@ impl Scratch {
         }
     }
 
-    fn next_epoch(&mut self) {
+    pub(crate) fn next_epoch(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.visited.fill(0);
@@ -245,7 +245,7 @@ impl Scratch {
 
     /// Marks `node` visited; true if it was not before.
     #[inline]
-    fn visit(&mut self, node: u32) -> bool {
+    pub(crate) fn visit(&mut self, node: u32) -> bool {
         let mark = &mut self.visited[node as usize];
         let fresh = *mark != self.epoch;
         *mark = self.epoch;
@@ -255,7 +255,7 @@ impl Scratch {
 
 /// Bytes of a vector worth prefetching before its distance is computed; the
 /// hardware prefetcher streams the rest once the first lines are touched.
-const PREFETCH_BYTES: usize = 256;
+pub(crate) const PREFETCH_BYTES: usize = 256;
 
 impl FrozenHnsw {
     pub(crate) fn from_parts(parts: Parts) -> std::result::Result<Self, String> {

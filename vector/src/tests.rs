@@ -6,38 +6,21 @@ use lakehouse_common::{Bucket, ErrorKind, ObjectRef};
 use crate::sidecar::{decode, encode, read_sidecar, write_sidecar, FORMAT_VERSION};
 use crate::{Error, FrozenHnsw, ShardBuilder};
 
-/// SplitMix64: a seeded generator, so every run tests the same data (the Lance shard tests use it too).
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Standard normal by Box-Muller.
-    pub(crate) fn normal(&mut self) -> f32 {
-        let u1 = ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let u2 = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    }
-}
+/// The seeded generator the builder uses; the Lance shard tests use it too.
+pub(crate) use crate::rng::Rng;
 
 const DIMS: usize = 32;
 
-/// `count` points around `clusters` random centres (spread 0.3), row-major.
-fn clustered(rng: &mut Rng, count: usize, clusters: usize) -> Vec<f32> {
-    let centres: Vec<f32> = (0..clusters * DIMS).map(|_| rng.normal()).collect();
+/// `count` points of `dims` around `clusters` random centres (spread `spread`), row-major.
+fn clustered(rng: &mut Rng, count: usize, clusters: usize, dims: usize, spread: f32) -> Vec<f32> {
+    let centres: Vec<f32> = (0..clusters * dims).map(|_| rng.normal()).collect();
     (0..count)
         .flat_map(|_| {
             let c = (rng.next_u64() % clusters as u64) as usize;
-            let centre = centres[c * DIMS..(c + 1) * DIMS].to_vec();
+            let centre = centres[c * dims..(c + 1) * dims].to_vec();
             centre
                 .into_iter()
-                .map(|x| x + 0.3 * rng.normal())
+                .map(|x| x + spread * rng.normal())
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -50,7 +33,7 @@ fn doc_ids(count: usize) -> Vec<u64> {
 
 fn build_index(count: usize) -> (FrozenHnsw, Vec<f32>) {
     let mut rng = Rng(42);
-    let data = clustered(&mut rng, count + 50, 20);
+    let data = clustered(&mut rng, count + 50, 20, DIMS, 0.3);
     let (vectors, queries) = data.split_at(count * DIMS);
     let index = ShardBuilder::new(DIMS)
         .m(16)
@@ -67,18 +50,62 @@ fn ids(results: &[(u64, f32)]) -> Vec<u64> {
 #[test]
 fn recall_at_10_against_exact_search() {
     let (index, queries) = build_index(3000);
-    let mut found = 0;
-    let mut wanted = 0;
     for query in queries.chunks_exact(DIMS) {
-        let truth = ids(&index.exact_search(query, 10, |_| true).expect("exact"));
         let approx = index.search(query, 10, 64).expect("search");
         assert_eq!(approx.len(), 10);
         assert!(approx.windows(2).all(|w| w[0].1 >= w[1].1), "best first");
-        found += ids(&approx).iter().filter(|id| truth.contains(id)).count();
+    }
+    let recall = recall_at_10(&index, &queries, DIMS, 64);
+    assert!(recall >= 0.95, "recall@10 = {recall}");
+}
+
+/// Fraction of the exact 10 nearest that a search at `ef` returns, over `queries`.
+fn recall_at_10(index: &FrozenHnsw, queries: &[f32], dims: usize, ef: usize) -> f64 {
+    let mut found = 0;
+    let mut wanted = 0;
+    for query in queries.chunks_exact(dims) {
+        let truth = ids(&index.exact_search(query, 10, |_| true).expect("exact"));
+        let approx = ids(&index.search(query, 10, ef).expect("search"));
+        found += approx.iter().filter(|id| truth.contains(id)).count();
         wanted += truth.len();
     }
-    let recall = found as f64 / wanted as f64;
-    assert!(recall >= 0.95, "recall@10 = {recall}");
+    found as f64 / wanted as f64
+}
+
+/// Many tight clusters: a graph whose lists were trimmed by distance alone keeps
+/// few links between clusters and misses neighbours in the next cluster over.
+#[test]
+fn recall_at_10_on_tight_clusters_at_ef_64() {
+    let (dims, count) = (64, 20_000);
+    let mut rng = Rng(5);
+    let data = clustered(&mut rng, count + 200, 200, dims, 0.25);
+    let (vectors, queries) = data.split_at(count * dims);
+    let index = ShardBuilder::new(dims)
+        .m(16)
+        .ef_construction(100)
+        .threads(2)
+        .build(vectors, &doc_ids(count))
+        .expect("build");
+    let recall = recall_at_10(&index, queries, dims, 64);
+    assert!(recall >= 0.95, "recall@10 at ef 64 = {recall}");
+}
+
+#[test]
+fn one_thread_builds_the_same_graph_from_the_same_seed() {
+    let mut rng = Rng(3);
+    let count = 2000;
+    let vectors = clustered(&mut rng, count, 20, DIMS, 0.3);
+    let build = |seed| {
+        ShardBuilder::new(DIMS)
+            .ef_construction(64)
+            .threads(1)
+            .seed(seed)
+            .build(&vectors, &doc_ids(count))
+            .expect("build")
+    };
+    let first = build(1);
+    assert_eq!(first.parts(), build(1).parts());
+    assert_ne!(first.parts(), build(2).parts(), "the seed must matter");
 }
 
 #[test]
