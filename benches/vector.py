@@ -1,14 +1,16 @@
-"""Vector search benchmark: the frozen HNSW (lakehouse-vector) against hnswlib on
-the same generated vectors in the same run.
+"""Vector search benchmark: the frozen HNSW (lakehouse-vector) against hnswlib and
+faiss-cpu's IndexHNSWFlat on the same generated vectors in the same run.
 
 Usage: python benches/vector.py --bench-bin target/release/examples/hnsw_bench
        [--n 100000] [--dims 768] [--queries 500] [--threads 2] [--reps 5]
 
 Data: `--clusters` Gaussian clusters, L2-normalised, seeded; queries are new points
-from the same clusters; the truth is the exact 10 nearest by cosine. Both indexes
-use M=16, ef_construction=200 and search single-threaded, one query at a time.
-Prints a Markdown table; the ratio is ours / hnswlib p50 at matched recall
-(lower is better).
+from the same clusters; the truth is the exact 10 nearest by cosine. Every index
+uses M=16, ef_construction=200, builds on `--threads` threads and searches
+single-threaded, one query at a time. Ours runs twice: one shard, and two half
+shards built at once on one thread each and searched one after the other with
+their top 10 merged (two executors on this machine). Prints Markdown tables;
+ratios are p50 at matched recall and build seconds (lower is better).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import faiss
 import hnswlib
 import numpy as np
 
@@ -48,17 +51,59 @@ def generate(out: Path, n: int, dims: int, queries: int, clusters: int) -> None:
     (out / "meta.txt").write_text(f"{dims} {K}\n")
 
 
-def run_ours(bench_bin: str, data: Path, threads: int, reps: int) -> list[dict]:
+def run_ours(bench_bin: str, data: Path, threads: int, reps: int, shards: int) -> list[dict]:
     efs = ",".join(map(str, EFS))
-    out = subprocess.run([bench_bin, str(data), str(threads), efs, str(reps)], check=True, capture_output=True, text=True)
+    cmd = [bench_bin, str(data), str(threads), efs, str(reps), "--shards", str(shards)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
 
-def run_hnswlib(data: Path, dims: int, threads: int, reps: int) -> list[dict]:
+def load(data: Path, dims: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     base = np.fromfile(data / "base.f32", dtype="<f4").reshape(-1, dims)
     queries = np.fromfile(data / "queries.f32", dtype="<f4").reshape(-1, dims)
     truth = np.fromfile(data / "truth.u32", dtype="<u4").reshape(-1, K)
+    return base, [q.reshape(1, -1) for q in queries], truth
+
+
+def timed_searches(search, set_ef, rows: list[np.ndarray], truth: np.ndarray, reps: int) -> list[dict]:
+    """Every query at every ef, `reps` times, each call timed on its own from Python."""
     events = []
+    for ef in EFS:
+        set_ef(ef)
+        for rep in range(reps):
+            micros, found = [], 0
+            for row, expected in zip(rows, truth):
+                start = time.perf_counter()
+                labels = search(row)
+                micros.append((time.perf_counter() - start) * 1e6)
+                found += len(np.intersect1d(labels, expected))
+            micros.sort()
+            events.append(
+                {
+                    "event": "search",
+                    "ef": ef,
+                    "rep": rep,
+                    "recall": found / truth.size,
+                    "p50_us": statistics.median(micros),
+                    "p95_us": micros[round((len(micros) - 1) * 0.95)],
+                    "p99_us": micros[round((len(micros) - 1) * 0.99)],
+                }
+            )
+    return events
+
+
+def call_overhead(search, rows: list[np.ndarray]) -> dict:
+    """Python's share of each call: the same call on a one-vector index."""
+    overhead = []
+    for row in rows:
+        start = time.perf_counter()
+        search(row)
+        overhead.append((time.perf_counter() - start) * 1e6)
+    return {"event": "call_overhead", "p50_us": statistics.median(overhead)}
+
+
+def run_hnswlib(data: Path, dims: int, threads: int, reps: int) -> list[dict]:
+    base, rows, truth = load(data, dims)
     index = hnswlib.Index(space="l2", dim=dims)
     index.init_index(max_elements=len(base), M=M, ef_construction=EF_CONSTRUCTION, random_seed=100)
     index.set_num_threads(threads)
@@ -69,45 +114,43 @@ def run_hnswlib(data: Path, dims: int, threads: int, reps: int) -> list[dict]:
     index.save_index(str(saved))
     # The saved index is the graph plus each vector and its 8-byte label.
     graph_bytes = saved.stat().st_size - len(base) * (dims * 4 + 8)
-    events.append({"event": "build", "threads": threads, "seconds": round(seconds, 2), "graph_bytes": graph_bytes})
+    saved.unlink()
+    events = [{"event": "build", "threads": threads, "seconds": round(seconds, 2), "graph_bytes": graph_bytes}]
     index.set_num_threads(1)
-    rows = [q.reshape(1, -1) for q in queries]
-    for ef in EFS:
-        index.set_ef(ef)
-        for rep in range(reps):
-            micros, found = [], 0
-            for row, expected in zip(rows, truth):
-                start = time.perf_counter()
-                labels, _ = index.knn_query(row, k=K)
-                micros.append((time.perf_counter() - start) * 1e6)
-                found += len(np.intersect1d(labels[0], expected))
-            micros.sort()
-            events.append(
-                {
-                    "event": "search",
-                    "ef": ef,
-                    "rep": rep,
-                    "recall": found / truth.size,
-                    "p50_us": statistics.median(micros),
-                    "p99_us": micros[round((len(micros) - 1) * 0.99)],
-                }
-            )
-    # Python's share of each call: the same call on a one-vector index.
+    events += timed_searches(lambda row: index.knn_query(row, k=K)[0][0], index.set_ef, rows, truth, reps)
     tiny = hnswlib.Index(space="l2", dim=dims)
     tiny.init_index(max_elements=1, M=M, ef_construction=EF_CONSTRUCTION)
     tiny.add_items(base[:1])
     tiny.set_num_threads(1)
-    overhead = []
-    for row in rows:
-        start = time.perf_counter()
-        tiny.knn_query(row, k=1)
-        overhead.append((time.perf_counter() - start) * 1e6)
-    events.append({"event": "call_overhead", "p50_us": statistics.median(overhead)})
+    events.append(call_overhead(lambda row: tiny.knn_query(row, k=1), rows))
+    return events
+
+
+def run_faiss(data: Path, dims: int, threads: int, reps: int) -> list[dict]:
+    base, rows, truth = load(data, dims)
+    index = faiss.IndexHNSWFlat(dims, M)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    faiss.omp_set_num_threads(threads)
+    start = time.perf_counter()
+    index.add(base)
+    seconds = time.perf_counter() - start
+    # The serialised index is the graph (levels, offsets, links) plus the flat vectors.
+    graph_bytes = faiss.serialize_index(index).nbytes - base.nbytes
+    events = [{"event": "build", "threads": threads, "seconds": round(seconds, 2), "graph_bytes": graph_bytes}]
+    faiss.omp_set_num_threads(1)
+
+    def set_ef(ef: int) -> None:
+        index.hnsw.efSearch = ef
+
+    events += timed_searches(lambda row: index.search(row, K)[1][0], set_ef, rows, truth, reps)
+    tiny = faiss.IndexHNSWFlat(dims, M)
+    tiny.add(base[:1])
+    events.append(call_overhead(lambda row: tiny.search(row, 1), rows))
     return events
 
 
 def summarise(events: list[dict]) -> dict[int, dict]:
-    """Per ef: recall, best and median p50 over the repetitions, median p99."""
+    """Per ef: recall, best and median p50 over the repetitions, median p95 and p99."""
     by_ef: dict[int, list[dict]] = {}
     for e in events:
         if e["event"] == "search":
@@ -117,6 +160,7 @@ def summarise(events: list[dict]) -> dict[int, dict]:
             "recall": runs[0]["recall"],
             "p50_best": min(r["p50_us"] for r in runs),
             "p50_median": statistics.median(r["p50_us"] for r in runs),
+            "p95_median": statistics.median(r["p95_us"] for r in runs),
             "p99_median": statistics.median(r["p99_us"] for r in runs),
         }
         for ef, runs in by_ef.items()
@@ -128,6 +172,48 @@ def first_reaching(summary: dict[int, dict], recall: float) -> tuple[int, dict] 
         if summary[ef]["recall"] >= recall:
             return ef, summary[ef]
     return None
+
+
+def report(runs: dict[str, list[dict]], header: str) -> None:
+    """Prints the non-search events and the Markdown tables."""
+    for name, events in runs.items():
+        for e in events:
+            if e["event"] != "search":
+                print(json.dumps({"run": name, **e}))
+    summaries = {name: summarise(events) for name, events in runs.items()}
+    print(f"\n{header}")
+    print("recall@10 and p50 median / p95 median (µs) per ef")
+    print("\n| ef | " + " | ".join(summaries) + " |")
+    print("|---|" + "---|" * len(summaries))
+    for ef in EFS:
+        cells = [f"{s[ef]['recall']:.4f}: {s[ef]['p50_median']:.0f} / {s[ef]['p95_median']:.0f}" for s in summaries.values()]
+        print(f"| {ef} | " + " | ".join(cells) + " |")
+    print("\nfirst ef reaching the recall: ef, p50 median / p95 median (µs); p50 ratio to hnswlib and to faiss")
+    print("\n| recall | " + " | ".join(summaries) + " |")
+    print("|---|" + "---|" * len(summaries))
+    for target in (0.95, 0.99):
+        reached = {name: first_reaching(s, target) for name, s in summaries.items()}
+        cells = []
+        for name, hit in reached.items():
+            if hit is None:
+                cells.append("not reached")
+                continue
+            ef, row = hit
+            ratios = [
+                f"{row['p50_median'] / reached[peer][1]['p50_median']:.2f}x {peer}"
+                for peer in ("hnswlib", "faiss")
+                if peer != name and reached[peer] is not None
+            ]
+            cells.append(f"ef {ef}: {row['p50_median']:.0f} / {row['p95_median']:.0f} ({', '.join(ratios)})")
+        print(f"| ≥ {target} | " + " | ".join(cells) + " |")
+    builds = {name: next(e for e in events if e["event"] == "build") for name, events in runs.items()}
+    print("\n| build | seconds | ratio to hnswlib | ratio to faiss | graph bytes |")
+    print("|---|---|---|---|---|")
+    for name, b in builds.items():
+        print(
+            f"| {name} | {b['seconds']:.1f} | {b['seconds'] / builds['hnswlib']['seconds']:.2f}x "
+            f"| {b['seconds'] / builds['faiss']['seconds']:.2f}x | {b['graph_bytes']} |"
+        )
 
 
 def main() -> None:
@@ -144,31 +230,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vector-bench-") as tmp:
         data = Path(tmp)
         generate(data, args.n, args.dims, args.queries, args.clusters)
-        ours = run_ours(args.bench_bin, data, args.threads, args.reps)
-        peer = run_hnswlib(data, args.dims, args.threads, args.reps)
+        runs = {
+            "ours": run_ours(args.bench_bin, data, args.threads, args.reps, 1),
+            "ours, 2 shards": run_ours(args.bench_bin, data, args.threads, args.reps, 2),
+            "hnswlib": run_hnswlib(data, args.dims, args.threads, args.reps),
+            "faiss": run_faiss(data, args.dims, args.threads, args.reps),
+        }
 
-    for e in ours + peer:
-        if e["event"] != "search":
-            print(json.dumps(e))
-    s_ours, s_peer = summarise(ours), summarise(peer)
-    print(f"\n{args.n} x {args.dims}, {args.queries} queries, k={K}, M={M}, ef_construction={EF_CONSTRUCTION}, {args.reps} reps")
-    print("\n| ef | ours recall@10 | ours p50 best / median (µs) | ours p99 (µs) | hnswlib recall@10 | hnswlib p50 best / median (µs) | hnswlib p99 (µs) |")
-    print("|---|---|---|---|---|---|---|")
-    for ef in EFS:
-        a, b = s_ours[ef], s_peer[ef]
-        print(
-            f"| {ef} | {a['recall']:.4f} | {a['p50_best']:.0f} / {a['p50_median']:.0f} | {a['p99_median']:.0f} "
-            f"| {b['recall']:.4f} | {b['p50_best']:.0f} / {b['p50_median']:.0f} | {b['p99_median']:.0f} |"
-        )
-    print("\n| recall target | ours (ef, p50 median) | hnswlib (ef, p50 median) | ratio ours / hnswlib |")
-    print("|---|---|---|---|")
-    for target in (0.95, 0.99):
-        a, b = first_reaching(s_ours, target), first_reaching(s_peer, target)
-        if a is None or b is None:
-            print(f"| {target} | {a and a[0]} | {b and b[0]} | not reached by both |")
-            continue
-        ratio = a[1]["p50_median"] / b[1]["p50_median"]
-        print(f"| {target} | ef {a[0]}, {a[1]['p50_median']:.0f} µs | ef {b[0]}, {b[1]['p50_median']:.0f} µs | {ratio:.2f}x |")
+    report(runs, f"{args.n} x {args.dims}, {args.queries} queries, k={K}, M={M}, ef_construction={EF_CONSTRUCTION}, {args.reps} reps")
 
 
 if __name__ == "__main__":

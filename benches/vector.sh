@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vector search benchmark: the frozen HNSW against hnswlib on the same vectors.
+# Vector search benchmark: the frozen HNSW against hnswlib and faiss-cpu on the same vectors.
 #   bash benches/vector.sh [args for benches/vector.py]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
