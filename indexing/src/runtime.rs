@@ -12,6 +12,10 @@ use lakehouse_embedding::Embedders;
 use lakehouse_vector::LanceParams;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::file::metadata::PageIndexPolicy;
 
 use crate::error::{Error, Result};
 use crate::loaded::{LoadedShard, ShardCache, ShardRef};
@@ -113,6 +117,21 @@ impl IndexRuntime {
         Ok(found.iter().map(|m| m.size).sum())
     }
 
+    /// Opens the Parquet file `object` for ranged reads: its footer and page
+    /// index are read now, the rest by the readers of [`RangedParquet`].
+    pub(crate) async fn parquet(&self, object: &ObjectRef) -> Result<RangedParquet> {
+        let (store, path) = self.locate(object)?;
+        let mut reader = ParquetObjectReader::new(Arc::clone(store), path);
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, options)
+            .await
+            .map_err(|e| Error::BadShard {
+                location: describe(object),
+                reason: format!("not readable as Parquet: {e}"),
+            })?;
+        Ok(RangedParquet { reader, metadata })
+    }
+
     pub(crate) async fn get(&self, object: &ObjectRef) -> Result<Bytes> {
         let (store, path) = self.locate(object)?;
         Ok(store.get(&path).await?.bytes().await?)
@@ -126,6 +145,22 @@ impl IndexRuntime {
             .put(&path, PutPayload::from(Bytes::from(bytes)))
             .await?;
         Ok(())
+    }
+}
+
+/// A Parquet object whose footer has been read: each [`RangedParquet::reader`]
+/// fetches only the byte ranges of the row groups, pages and columns it selects.
+pub(crate) struct RangedParquet {
+    reader: ParquetObjectReader,
+    metadata: ArrowReaderMetadata,
+}
+
+impl RangedParquet {
+    pub(crate) fn reader(&self) -> ParquetRecordBatchStreamBuilder<ParquetObjectReader> {
+        ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.reader.clone(),
+            self.metadata.clone(),
+        )
     }
 }
 

@@ -10,10 +10,13 @@ use arrow::array::{
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use futures::TryStreamExt;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::SchemaDescriptor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -100,34 +103,69 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>> {
 
 /// Reads the named columns of a part (all of them when `columns` is empty) as one batch.
 pub fn decode(bytes: Bytes, location: &str, columns: &[&str]) -> Result<RecordBatch> {
-    let bad = |reason: String| Error::BadShard {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| Error::BadShard {
         location: location.to_string(),
-        reason,
+        reason: format!("not Parquet: {e}"),
+    })?;
+    let builder = match projection(builder.parquet_schema(), location, columns)? {
+        Some(mask) => builder.with_projection(mask),
+        None => builder,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| bad(format!("not Parquet: {e}")))?;
-    let builder = if columns.is_empty() {
-        builder
-    } else {
-        // By top-level field: `vector` is a list whose Parquet leaf is named `item`.
-        let schema = builder.parquet_schema();
-        let fields = schema.root_schema().get_fields();
-        let mut indices = Vec::with_capacity(columns.len());
-        for name in columns {
-            let index = fields
-                .iter()
-                .position(|f| f.name() == *name)
-                .ok_or_else(|| bad(format!("no column `{name}`")))?;
-            indices.push(index);
-        }
-        let mask = ProjectionMask::roots(schema, indices);
-        builder.with_projection(mask)
-    };
-    let reader = builder.build().map_err(|e| bad(e.to_string()))?;
+    let reader = builder.build().map_err(|e| Error::BadShard {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })?;
     // The reader's schema is the projected one; the builder's is the whole file's.
     let schema = reader.schema();
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(concat_batches(&schema, &batches)?)
+}
+
+/// Reads the named columns of the `selection`'s rows (all rows without one) of
+/// a part opened for ranged reads ([`crate::runtime::RangedParquet`]) as one batch.
+pub(crate) async fn read_rows(
+    builder: ParquetRecordBatchStreamBuilder<ParquetObjectReader>,
+    location: &str,
+    columns: &[&str],
+    selection: Option<RowSelection>,
+) -> Result<RecordBatch> {
+    let builder = match projection(builder.parquet_schema(), location, columns)? {
+        Some(mask) => builder.with_projection(mask),
+        None => builder,
+    };
+    let builder = match selection {
+        Some(selection) => builder.with_row_selection(selection),
+        None => builder,
+    };
+    let stream = builder.build()?;
+    let schema = stream.schema().clone();
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
+}
+
+/// The mask reading `columns` by top-level field (`vector` is a list whose
+/// Parquet leaf is named `item`); none when `columns` is empty: every column.
+fn projection(
+    schema: &SchemaDescriptor,
+    location: &str,
+    columns: &[&str],
+) -> Result<Option<ProjectionMask>> {
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let fields = schema.root_schema().get_fields();
+    let mut indices = Vec::with_capacity(columns.len());
+    for name in columns {
+        let index = fields
+            .iter()
+            .position(|f| f.name() == *name)
+            .ok_or_else(|| Error::BadShard {
+                location: location.to_string(),
+                reason: format!("no column `{name}`"),
+            })?;
+        indices.push(index);
+    }
+    Ok(Some(ProjectionMask::roots(schema, indices)))
 }
 
 /// The named column of `batch`, or the error saying the file lacks it.

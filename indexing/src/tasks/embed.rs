@@ -10,9 +10,11 @@ use arrow::array::{
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use futures::TryStreamExt;
 use lakehouse_common::ObjectRef;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
@@ -93,7 +95,9 @@ impl EmbedSpec {
             .get(partition)
             .ok_or_else(|| Error::InvalidArgument(format!("embed job has no part {partition}")))?;
         let chunks = self.read_chunks(task, runtime).await?;
-        let known = self.previous_vectors(runtime).await?;
+        let known = self
+            .previous_vectors(task, runtime, chunks.hashes.iter().copied().collect())
+            .await?;
 
         // Embed each distinct unknown text once.
         let mut vector_of: HashMap<u64, Vec<f32>> = HashMap::new();
@@ -161,11 +165,11 @@ impl EmbedSpec {
         )?)
     }
 
-    /// The task's rows, cut into chunks.
+    /// The task's rows, cut into chunks. Only the row groups and pages that
+    /// hold the rows, and only the text and key columns, are fetched.
     async fn read_chunks(&self, task: &EmbedTask, runtime: &IndexRuntime) -> Result<Chunks> {
         let location = describe(&task.source);
-        let bytes = runtime.get(&task.source).await?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let builder = runtime.parquet(&task.source).await?.reader();
         let parquet_schema = builder.parquet_schema();
         let leaf = |name: &str| {
             parquet_schema
@@ -182,20 +186,16 @@ impl EmbedSpec {
             leaves.push(leaf(key)?);
         }
         let mask = ProjectionMask::leaves(parquet_schema, leaves);
-        let first = usize::try_from(task.first_row).unwrap_or(usize::MAX);
-        let rows = usize::try_from(task.rows).unwrap_or(usize::MAX);
-        let reader = builder
+        let (groups, selection) = row_range(builder.metadata(), task.first_row, task.rows);
+        let mut reader = builder
             .with_projection(mask)
-            .with_row_selection(RowSelection::from(vec![
-                RowSelector::skip(first),
-                RowSelector::select(rows),
-            ]))
+            .with_row_groups(groups)
+            .with_row_selection(selection)
             .build()?;
 
         let mut chunks = Chunks::default();
         let mut ordinal = task.first_ordinal;
-        for batch in reader {
-            let batch = batch?;
+        while let Some(batch) = reader.try_next().await? {
             let texts = text_column(&batch, &self.column, &location)?;
             let keys = match &self.key {
                 Some(key) => Some(key_column(&batch, key, self.key_type, &location)?),
@@ -242,16 +242,30 @@ impl EmbedSpec {
         Ok(chunks)
     }
 
-    /// Content hash → vector of every chunk in the version being refreshed.
-    async fn previous_vectors(&self, runtime: &IndexRuntime) -> Result<HashMap<u64, Vec<f32>>> {
+    /// Content hash → vector of the `needed` chunks found in the version being
+    /// refreshed. Each previous part's hashes are read, then only the vectors of
+    /// the rows that hold a needed one, and no further part once all are found.
+    async fn previous_vectors(
+        &self,
+        task: &EmbedTask,
+        runtime: &IndexRuntime,
+        mut needed: HashSet<u64>,
+    ) -> Result<HashMap<u64, Vec<f32>>> {
+        // Unchanged files get the row ranges they had: the previous part of the
+        // task's own name usually holds every chunk the task needs.
+        let name = |part: &ObjectRef| part.key.rsplit('/').next().map(str::to_string);
+        let own = name(&task.output);
+        let (same, others): (Vec<&ObjectRef>, Vec<&ObjectRef>) =
+            self.previous.iter().partition(|part| name(part) == own);
         let mut known = HashMap::new();
-        for part in &self.previous {
+        for part in same.into_iter().chain(others) {
+            if needed.is_empty() {
+                break;
+            }
             let location = describe(part);
-            let batch = shard_file::decode(
-                runtime.get(part).await?,
-                &location,
-                &[CONTENT_HASH, shard_file::VECTOR],
-            )?;
+            let file = runtime.parquet(part).await?;
+            let batch =
+                shard_file::read_rows(file.reader(), &location, &[CONTENT_HASH], None).await?;
             let hashes = shard_file::column(&batch, CONTENT_HASH, &location)?
                 .as_any()
                 .downcast_ref::<UInt64Array>()
@@ -259,14 +273,35 @@ impl EmbedSpec {
                     location: location.clone(),
                     reason: "`content_hash` is not uint64".to_string(),
                 })?;
+            // The first row of each needed hash: one vector per hash is enough.
+            let mut wanted = Vec::new();
+            let mut taken = HashSet::new();
+            for (row, hash) in hashes.values().iter().enumerate() {
+                if needed.contains(hash) && taken.insert(*hash) {
+                    wanted.push((row, *hash));
+                }
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let selection = RowSelection::from_consecutive_ranges(
+                wanted.iter().map(|(row, _)| *row..*row + 1),
+                hashes.len(),
+            );
+            let batch = shard_file::read_rows(
+                file.reader(),
+                &location,
+                &[shard_file::VECTOR],
+                Some(selection),
+            )
+            .await?;
             let (vectors, dims) = shard_file::flat_vectors(&batch, &location)?;
             if dims != self.dims {
                 continue;
             }
-            for (row, hash) in hashes.values().iter().enumerate() {
-                known
-                    .entry(*hash)
-                    .or_insert_with(|| vectors[row * dims..(row + 1) * dims].to_vec());
+            for (at, (_, hash)) in wanted.iter().enumerate() {
+                needed.remove(hash);
+                known.insert(*hash, vectors[at * dims..(at + 1) * dims].to_vec());
             }
         }
         Ok(known)
@@ -298,6 +333,30 @@ impl EmbedSpec {
             ],
         )?)
     }
+}
+
+/// The row groups that hold rows `first .. first + rows` of a file, and the
+/// selection of those rows within them.
+fn row_range(metadata: &ParquetMetaData, first: u64, rows: u64) -> (Vec<usize>, RowSelection) {
+    let end = first.saturating_add(rows);
+    let mut groups = Vec::new();
+    let mut groups_start = None;
+    let mut at = 0u64;
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        let group_rows = u64::try_from(group.num_rows()).unwrap_or(0);
+        if at < end && at + group_rows > first {
+            groups.push(index);
+            groups_start.get_or_insert(at);
+        }
+        at += group_rows;
+    }
+    let skip = first - groups_start.unwrap_or(first).min(first);
+    let narrow = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let selection = RowSelection::from(vec![
+        RowSelector::skip(narrow(skip)),
+        RowSelector::select(narrow(rows)),
+    ]);
+    (groups, selection)
 }
 
 fn text_column(batch: &RecordBatch, name: &str, location: &str) -> Result<StringArray> {
@@ -332,4 +391,51 @@ fn doc_id_at(keys: &ArrayRef, row: usize) -> Option<DocId> {
     keys.as_any()
         .downcast_ref::<StringArray>()
         .map(|texts| DocId::Text(texts.value(row).to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use arrow::array::Int64Array;
+    use bytes::Bytes;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::*;
+
+    /// Rows 0..10 in row groups of 4: rows 5..9 lie in groups 1 and 2.
+    #[test]
+    fn a_row_range_selects_only_its_row_groups() {
+        let batch = RecordBatch::try_from_iter([(
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..10)) as ArrayRef,
+        )])
+        .unwrap();
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4))
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer =
+            ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+
+        let (groups, selection) = row_range(builder.metadata(), 5, 4);
+        assert_eq!(groups, vec![1, 2]);
+        let reader = builder
+            .with_row_groups(groups)
+            .with_row_selection(selection)
+            .build()
+            .unwrap();
+        let ids: Vec<i64> = reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let ids = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                ids.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![5, 6, 7, 8]);
+    }
 }
