@@ -273,31 +273,22 @@ impl WriterLeases for EtcdLeases {
     async fn renew(&self, lease: &Lease) -> Result<Lease> {
         let lease_id = Self::lease_id(lease)?;
         let mut client = self.client.clone();
-        let (mut keeper, mut replies) = client
-            .lease_keep_alive(lease_id)
-            .await
-            .map_err(|e| self.error("keeping the lease alive", e))?;
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| self.error("keeping the lease alive", e))?;
-        let reply = replies
-            .message()
-            .await
-            .map_err(|e| self.error("keeping the lease alive", e))?;
-        match reply {
-            // etcd answers TTL 0 for a lease that expired.
-            Some(reply) if reply.ttl() > 0 => Ok(Lease {
-                expires_at_ms: now_ms().saturating_add(reply.ttl().saturating_mul(1_000)),
+        // Opening the keep-alive stream sends one keep-alive and reads its answer:
+        // that is the renewal. etcd answers TTL 0 for a lease that expired, which
+        // the client reports as a keep-alive error.
+        match client.lease_keep_alive(lease_id).await {
+            Ok(_) => Ok(Lease {
+                expires_at_ms: now_ms().saturating_add(self.ttl_secs.saturating_mul(1_000)),
                 ..lease.clone()
             }),
-            Some(_) | None => {
+            Err(etcd_client::Error::LeaseKeepAliveError(_)) => {
                 let current = client
                     .get(key(&lease.table), None)
                     .await
                     .map_err(|e| self.error("reading the lease key", e))?;
                 Err(Self::lost(lease, current.kvs().first()))
             }
+            Err(e) => Err(self.error("keeping the lease alive", e)),
         }
     }
 

@@ -6,6 +6,7 @@ mod embeddings;
 mod index_bad_input;
 mod indexes;
 mod lance_indexes;
+mod leases;
 mod roles;
 mod tuning;
 mod up;
