@@ -14,8 +14,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
-use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion::sql::TableReference;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::config::QueryConfig;
 use lakehouse_common::{Bucket, ErrorKind};
@@ -102,14 +102,14 @@ impl QueryEngine {
             physical_codec,
         )
         .with_information_schema(true)
-                .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
-                .with_create_default_catalog_and_schema(false)
-                // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.
-                .set_bool(
-                    "datafusion.execution.parquet.schema_force_view_types",
-                    false,
-                )
-                .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.
+        .set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        )
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
         let ctx = lakehouse_scheduler::remote_context(scheduler_url, config)
             .await
             .map_err(|e| Error::Scheduler {

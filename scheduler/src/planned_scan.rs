@@ -82,8 +82,7 @@ impl TableProvider for PlannedScan {
 /// Whether `scan` reads a temporary table not yet planned.
 fn needs_planning(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
     let provider = source_as_provider(&scan.source).ok()?;
-    let temporary = provider.table_type() == TableType::Temporary
-        && !provider.is::<PlannedScan>();
+    let temporary = provider.table_type() == TableType::Temporary && !provider.is::<PlannedScan>();
     temporary.then_some(provider)
 }
 
@@ -120,15 +119,17 @@ pub async fn plan_temporary_scans(plan: &LogicalPlan, state: &SessionState) -> R
     }
     // The same pre-order walk as above meets the scans in the same order.
     let mut planned = planned.into_iter();
-    let rewritten = plan.clone().transform_down_with_subqueries(|node| match node {
-        LogicalPlan::TableScan(scan) if needs_planning(&scan).is_some() => {
-            let replacement = planned.next().ok_or_else(|| {
-                DataFusionError::Internal("a temporary scan was planned twice".to_string())
-            })?;
-            Ok(Transformed::yes(LogicalPlan::TableScan(replacement)))
-        }
-        other => Ok(Transformed::no(other)),
-    })?;
+    let rewritten = plan
+        .clone()
+        .transform_down_with_subqueries(|node| match node {
+            LogicalPlan::TableScan(scan) if needs_planning(&scan).is_some() => {
+                let replacement = planned.next().ok_or_else(|| {
+                    DataFusionError::Internal("a temporary scan was planned twice".to_string())
+                })?;
+                Ok(Transformed::yes(LogicalPlan::TableScan(replacement)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
     Ok(rewritten.data)
 }
 
@@ -198,8 +199,10 @@ impl LogicalExtensionCodec for PlannedScanCodec {
         let Some(scan) = node.downcast_ref::<PlannedScan>() else {
             return self.inner.try_encode_table_provider(table_ref, node, buf);
         };
-        let proto =
-            PhysicalPlanNode::try_from_physical_plan(Arc::clone(&scan.plan), self.physical.as_ref())?;
+        let proto = PhysicalPlanNode::try_from_physical_plan(
+            Arc::clone(&scan.plan),
+            self.physical.as_ref(),
+        )?;
         buf.extend_from_slice(MAGIC);
         buf.push(FORMAT_VERSION);
         proto.try_encode(buf)
