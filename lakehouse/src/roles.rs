@@ -88,7 +88,6 @@ pub(crate) async fn start_scheduler(
             // as planned scans (their scans run where they are planned).
             logical_codec: Some(Arc::new(PlannedScanCodec::new(codec.clone()))),
             physical_codec: Some(codec),
-            ..Default::default()
         })
         .await?,
     )

@@ -129,17 +129,22 @@ fn create(file: &str) -> TableCommit {
     }
 }
 
+/// The primary bucket in a `bucket` folder of `dir`.
+fn local_bucket(dir: &tempfile::TempDir) -> Result<Bucket, BoxError> {
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir)?;
+    Ok(Bucket::open(
+        "primary",
+        bucket_dir.to_str().ok_or("temp dir is not UTF-8")?,
+        &Default::default(),
+    )?)
+}
+
 #[tokio::test]
 async fn etcd_leases_expire_and_fence_a_stalled_writer() -> Result<(), BoxError> {
     let etcd = Etcd::start().await?;
     let dir = tempfile::tempdir()?;
-    let bucket_dir = dir.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir)?;
-    let bucket = Bucket::open(
-        "primary",
-        bucket_dir.to_str().ok_or("temp dir is not UTF-8")?,
-        &Default::default(),
-    )?;
+    let bucket = local_bucket(&dir)?;
     let config = CatalogConfig {
         lease_backend: LeaseBackend::Etcd,
         etcd_endpoints: vec![etcd.endpoint.clone()],
@@ -209,13 +214,7 @@ async fn etcd_leases_expire_and_fence_a_stalled_writer() -> Result<(), BoxError>
 #[tokio::test]
 async fn etcd_backend_without_a_server_fails_with_the_endpoint() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
-    let bucket_dir = dir.path().join("bucket");
-    std::fs::create_dir_all(&bucket_dir)?;
-    let bucket = Bucket::open(
-        "primary",
-        bucket_dir.to_str().ok_or("temp dir is not UTF-8")?,
-        &Default::default(),
-    )?;
+    let bucket = local_bucket(&dir)?;
     let endpoint = format!("127.0.0.1:{}", free_port()?);
     let config = CatalogConfig {
         lease_backend: LeaseBackend::Etcd,
