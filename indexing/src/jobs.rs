@@ -173,6 +173,23 @@ impl IndexService {
         &self.runtime
     }
 
+    /// `name`'s active version; `purpose` finishes the refusal ("active version to …").
+    pub(crate) fn active_version(&self, name: &str, purpose: &str) -> Result<IndexVersion> {
+        let index = self
+            .catalog
+            .index(name)
+            .ok_or_else(|| Error::IndexNotFound {
+                index: name.to_string(),
+            })?;
+        index
+            .active_version()
+            .cloned()
+            .ok_or_else(|| Error::NoVersion {
+                index: name.to_string(),
+                what: format!("active version to {purpose}"),
+            })
+    }
+
     /// Checks a new build (version 1 of a new index, or the next version of an
     /// existing one) and opens its model: every refusal comes before any work.
     #[instrument(skip_all, fields(index = %request.name, table = %request.table, column = %request.column))]
@@ -214,16 +231,7 @@ impl IndexService {
     /// vectors. The new version becomes the active one.
     #[instrument(skip_all, fields(index = %name))]
     pub async fn prepare_refresh(&self, name: &str) -> Result<PreparedBuild> {
-        let index = self
-            .catalog
-            .index(name)
-            .ok_or_else(|| Error::IndexNotFound {
-                index: name.to_string(),
-            })?;
-        let active = index.active_version().ok_or_else(|| Error::NoVersion {
-            index: name.to_string(),
-            what: "active version to refresh".to_string(),
-        })?;
+        let active = self.active_version(name, "refresh")?;
         let table = self.table(&active.source_table)?;
         let previous = active.shards.iter().map(build::part_of).collect();
         let mut prepared = self

@@ -82,16 +82,7 @@ impl IndexService {
                 "a sample of 0 vectors: ask for at least 1".to_string(),
             ));
         }
-        let index = self
-            .catalog()
-            .index(name)
-            .ok_or_else(|| Error::IndexNotFound {
-                index: name.to_string(),
-            })?;
-        let active = index.active_version().ok_or_else(|| Error::NoVersion {
-            index: name.to_string(),
-            what: "active version to tune".to_string(),
-        })?;
+        let active = self.active_version(name, "tune")?;
         let rows: u64 = active.shards.iter().map(|s| s.chunks).sum();
         let picks = plan_sample(rows, sample).ok_or_else(|| {
             Error::InvalidArgument(format!(
