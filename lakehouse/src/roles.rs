@@ -289,7 +289,7 @@ async fn resolve(key: &str, endpoint: &str) -> Result<SocketAddr, BoxError> {
 
 /// `lakehouse executor`: one executor registered with `scheduler.endpoint`,
 /// until Ctrl-C or SIGTERM. The listen file also carries the tasks it has
-/// completed, refreshed while it runs.
+/// completed and the tasks running now, refreshed while it runs.
 pub(crate) async fn run_executor(
     config: Config,
     listen_file: Option<PathBuf>,
@@ -305,19 +305,21 @@ pub(crate) async fn run_executor(
         executor.grpc_addr()
     );
     let completed = executor.completed_tasks_reader();
-    let describe = |tasks: u64| {
+    let running = executor.active_tasks_reader();
+    let describe = |(completed, running): (u64, usize)| {
         serde_json::json!({
             "executor_id": executor.id(),
             "flight": executor.flight_addr().to_string(),
             "grpc": executor.grpc_addr().to_string(),
-            "tasks_completed": tasks,
+            "tasks_completed": completed,
+            "tasks_running": running,
         })
     };
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut written = None;
     loop {
-        let tasks = completed();
+        let tasks = (completed(), running());
         if let Some(path) = &listen_file {
             if written != Some(tasks) {
                 write_listen_file(path, &describe(tasks))?;

@@ -8,6 +8,7 @@
 
 mod client;
 mod error;
+mod executor_loss;
 mod grpc;
 mod in_process;
 mod job;

@@ -29,6 +29,7 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::executor_loss::reoffer_tasks_of_lost_executors;
 use crate::grpc::AnnouncingScheduler;
 use crate::in_process::{Listing, Server};
 use crate::metrics::{JobCounter, JobCounts};
@@ -223,6 +224,7 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     let config = Arc::new(config);
 
     let cluster = BallistaCluster::new_from_config(&config).await?;
+    let cluster_state = cluster.cluster_state();
     let codec = BallistaCodec::new(
         opts.logical_codec
             .unwrap_or_else(|| Arc::new(BallistaLogicalExtensionCodec::default())),
@@ -272,6 +274,12 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
                 let _ = serve_stopped.wait_for(|stop| *stop).await;
             }),
     );
+
+    tokio::spawn(reoffer_tasks_of_lost_executors(
+        server.clone(),
+        cluster_state,
+        stopped.clone(),
+    ));
 
     let housekeeping = tokio::spawn(housekeeping(
         server.clone(),

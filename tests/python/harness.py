@@ -605,9 +605,17 @@ class LakehouseCluster:
         assert self.scheduler.addr("scheduler") == self.scheduler_addr
         return self.scheduler
 
+    def log_tails(self, limit: int = 2500) -> str:
+        """The end of every role's stderr, to say why a test of the cluster failed."""
+        return "\n".join(f"--- {role.name} ---\n{tail(role.stderr_path, limit)}" for role in self.roles)
+
     def tasks_completed(self) -> list[int]:
         """Each executor's completed tasks, from its listen file (refreshed every 250 ms)."""
         return [int(e.listening("tasks_completed")["tasks_completed"]) for e in self.executors]
+
+    def tasks_running(self) -> list[int]:
+        """Each executor's running tasks, from its listen file (refreshed every 250 ms)."""
+        return [int(e.listening("tasks_running")["tasks_running"]) for e in self.executors]
 
     def kill(self) -> None:
         """SIGKILL every role, clients before servers; safe to call after a failed start."""

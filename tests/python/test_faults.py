@@ -4,6 +4,11 @@ scheduler, two executors with one task slot each and a gateway, on loopback port
 - An executor is SIGKILLed while a query runs on both: the query finishes on the other
   executor with the right answer, or fails with an error that is not the client's own
   timeout, well within that timeout — it never hangs. Then new queries work.
+- An executor is SIGKILLed while it runs the only task left and the other executor is
+  idle: the lost task is handed to the idle one and the query answers. (Ballista 54.1
+  resets a lost executor's tasks but offers them to nobody until some other task reports;
+  with every other executor idle, nothing reports and the query hung — see
+  `scheduler/src/executor_loss.rs`.)
 - The scheduler is SIGKILLed mid-query and started again on its address: the client gets
   an error naming the scheduler at once, not a hang; once the executors have
   re-registered with the new scheduler, queries work again. (Not checked: that both
@@ -24,7 +29,7 @@ from typing import Any, Iterator, Optional
 
 import pytest
 
-from harness import LakehouseCluster, table_rows, wait_until, write_rows_csv
+from harness import LakehouseCluster, RoleProcess, table_rows, wait_until, write_rows_csv
 
 ROWS = 100_000
 JOIN = """SELECT a.id % 10 AS k, COUNT(*) AS n
@@ -32,6 +37,13 @@ FROM big a JOIN big b ON a.id % 20 = b.id % 20
 GROUP BY a.id % 10"""
 # ids 1..ROWS: every row of `a` matches the ROWS/20 rows of `b` with its residue.
 EXPECTED = sorted((k, (ROWS // 10) * (ROWS // 20)) for k in range(10))
+
+# Every row has the same join key: the hash join runs as one task on one executor while
+# the other has nothing to do. SKEWED_ROWS² matches: ~15 s in a debug build on two idle cores.
+SKEWED_ROWS = 60_000
+SKEWED = f"""SELECT COUNT(*) AS n, SUM(a.id - b.id) AS d
+FROM big a JOIN big b ON a.id / {ROWS * 10} = b.id / {ROWS * 10}
+WHERE a.id <= {SKEWED_ROWS} AND b.id <= {SKEWED_ROWS}"""
 
 # When the fault comes, after the query started.
 FAULT_AFTER_S = 2.0
@@ -67,11 +79,12 @@ class BackgroundQuery:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def wait(self, timeout: float) -> None:
-        """Fails the test if the query is still running after `timeout` seconds."""
+    def wait(self, timeout: float, cluster: LakehouseCluster) -> None:
+        """Fails the test, with the roles' logs, if the query is still running after
+        `timeout` seconds."""
         self._thread.join(timeout)
         if self._thread.is_alive():
-            pytest.fail(f"the query hung: still running {timeout:.0f}s after the fault")
+            pytest.fail(f"the query hung: still running {timeout:.0f}s after the fault\n{cluster.log_tails()}")
 
 
 @pytest.fixture
@@ -116,7 +129,7 @@ def test_executor_killed_mid_query_is_retried_or_fails_clearly(cluster):
     query = start_mid_flight(cluster)
     killed_at = time.monotonic()
     cluster.executors[0].kill()
-    query.wait(QUERY_BOUND_S)
+    query.wait(QUERY_BOUND_S, cluster)
     took = time.monotonic() - killed_at
     if query.error is None:
         # Retried: the dead executor's tasks ran again on the other one.
@@ -132,12 +145,38 @@ def test_executor_killed_mid_query_is_retried_or_fails_clearly(cluster):
     assert sorted(cluster.gateway.rows(JOIN)) == EXPECTED
 
 
+def test_executor_killed_while_the_other_is_idle_hands_its_task_over(cluster):
+    query = BackgroundQuery(cluster, SKEWED)
+
+    def busy_executor() -> Optional[RoleProcess]:
+        """The executor running the one task while the other runs none, for a second."""
+        running = cluster.tasks_running()
+        if sorted(running) != [0, 1]:
+            return None
+        time.sleep(1.0)
+        return cluster.executors[running.index(1)] if cluster.tasks_running() == running else None
+
+    busy = wait_until(busy_executor, timeout=60.0, interval=0.25,
+                      what="one executor running the skewed join while the other is idle",
+                      on_timeout=lambda: f"tasks running: {cluster.tasks_running()}; query: {query.result} {query.error}")
+    assert query.running(), (
+        f"the query ended before the fault ({query.elapsed}s): make it longer "
+        f"(result {query.result}, error {query.error})"
+    )
+    killed_at = time.monotonic()
+    busy.kill()
+    query.wait(QUERY_BOUND_S, cluster)
+    assert query.error is None, f"the lost task was not handed over: {query.error}"
+    assert query.result == [(SKEWED_ROWS * SKEWED_ROWS, 0)]
+    print(f"busy executor killed: answered {time.monotonic() - killed_at:.1f}s later on the idle one")
+
+
 def test_scheduler_restarted_mid_query_gives_a_clear_error(cluster):
     query = start_mid_flight(cluster)
     restarted_at = time.monotonic()
     cluster.restart_scheduler()
     # The gateway follows the job on the scheduler's status stream, which breaks at once.
-    query.wait(30.0)
+    query.wait(30.0, cluster)
     took = time.monotonic() - restarted_at
     assert query.error is not None, f"the query answered {query.result} across a scheduler restart"
     message = str(query.error)
