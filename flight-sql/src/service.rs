@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
@@ -56,6 +57,15 @@ use crate::session::{SessionLimits, Sessions};
 mod session_options;
 mod write;
 
+/// A prepared statement without parameters starts running when it is created:
+/// ADBC and JDBC execute right after preparing, so the job runs while the
+/// prepare answer travels and the client turns round with its GetFlightInfo.
+/// A GetFlightInfo within this window takes that run; a later one runs the
+/// statement anew (its data as of execution, not preparation), and the early
+/// run is cancelled when the window ends, so preparing only to learn a
+/// schema (BI tools do) costs at most this much of the cluster's time.
+const EARLY_RUN_WINDOW: Duration = Duration::from_millis(200);
+
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 type DoGetStream = <LakehouseFlightSql as FlightService>::DoGetStream;
 
@@ -65,6 +75,8 @@ pub struct LakehouseFlightSql {
     catalog: Catalog,
     prepared: PreparedStatements,
     planned: PlannedStatements<Started>,
+    /// Runs of prepared statements started at their creation (see [`EARLY_RUN_WINDOW`]).
+    early_runs: PlannedStatements<Started>,
     running: RunningQueries,
     sessions: Sessions,
     auth: Arc<Auth>,
@@ -85,6 +97,7 @@ impl LakehouseFlightSql {
             catalog,
             prepared: PreparedStatements::default(),
             planned: PlannedStatements::default(),
+            early_runs: PlannedStatements::default(),
             running: RunningQueries::default(),
             sessions: Sessions::new(
                 SessionLimits::default(),
@@ -225,6 +238,39 @@ impl LakehouseFlightSql {
         tokio::spawn(run.instrument(tracing::Span::current()));
     }
 
+    /// Starts the run of prepared statement `handle`, kept in `kept` for the
+    /// DoGet (or GetFlightInfo) that claims it; returns its schema.
+    fn start_prepared(
+        &self,
+        kept: &PlannedStatements<Started>,
+        handle: &[u8],
+        frames: Vec<DataFrame>,
+    ) -> SchemaRef {
+        let schema = frames_schema(&frames);
+        let (started, sender) = Started::channel(Arc::clone(&schema));
+        if kept.insert_prepared(handle, started) {
+            let ticket = CommandPreparedStatementQuery {
+                prepared_statement_handle: handle.to_vec().into(),
+            }
+            .as_any()
+            .encode_to_vec();
+            self.start(&ticket, frames, sender);
+        }
+        schema
+    }
+
+    /// Runs a parameterless prepared statement from its creation; a run no
+    /// GetFlightInfo took within [`EARLY_RUN_WINDOW`] is dropped, which cancels its job.
+    fn start_early(&self, handle: &[u8], frame: DataFrame) {
+        self.start_prepared(&self.early_runs, handle, vec![frame]);
+        let early_runs = self.early_runs.clone();
+        let handle = handle.to_vec();
+        tokio::spawn(async move {
+            tokio::time::sleep(EARLY_RUN_WINDOW).await;
+            early_runs.forget(&handle);
+        });
+    }
+
     /// The result schema of `sql`, planned but not run (GetSchema).
     pub(crate) async fn statement_schema(&self, sql: &str) -> Result<bytes::Bytes, Status> {
         if self.is_write(sql) {
@@ -306,6 +352,12 @@ pub(crate) struct Started {
 }
 
 impl Started {
+    /// A run's receiving end and the sender its job writes to (one batch ahead).
+    fn channel(schema: SchemaRef) -> (Self, mpsc::Sender<Result<RecordBatch, Status>>) {
+        let (sender, batches) = mpsc::channel(1);
+        (Self { schema, batches }, sender)
+    }
+
     /// The DoGet that streams the batches; dropping it cancels the job.
     fn into_response(self) -> Response<DoGetStream> {
         let mut batches = self.batches;
@@ -473,11 +525,7 @@ impl FlightSqlService for LakehouseFlightSql {
         }
         let frame = self.plan(&number_placeholders(&query.query)).await?;
         let schema = frame_schema(&frame);
-        let (sender, batches) = mpsc::channel(1);
-        let started = Started {
-            schema: Arc::clone(&schema),
-            batches,
-        };
+        let (started, sender) = Started::channel(Arc::clone(&schema));
         let ticket = TicketStatementQuery {
             statement_handle: self.planned.insert(&query.query, started).into(),
         }
@@ -517,7 +565,11 @@ impl FlightSqlService for LakehouseFlightSql {
         let dataset_schema = ipc_schema(&frame_schema(&frame))?;
         let parameters = parameter_schema(frame.logical_plan())?;
         let parameter_schema = ipc_schema(&parameters)?;
+        let takes_parameters = !parameters.fields().is_empty();
         let handle = self.prepared.insert(sql, Arc::new(parameters));
+        if !takes_parameters {
+            self.start_early(&handle, frame);
+        }
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema,
@@ -534,6 +586,7 @@ impl FlightSqlService for LakehouseFlightSql {
         self.prepared.remove(&query.prepared_statement_handle);
         // A run whose DoGet never came is cancelled with it.
         self.planned.forget(&query.prepared_statement_handle);
+        self.early_runs.forget(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -627,6 +680,7 @@ impl FlightSqlService for LakehouseFlightSql {
             .map_err(|e| invalid(format!("bound parameters: {e}")))?;
         // New parameters: a run started with the old ones is not what the next DoGet wants.
         self.planned.forget(&handle);
+        self.early_runs.forget(&handle);
         self.prepared.bind(&handle, prepared.conform(parameters)?);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),
@@ -672,20 +726,16 @@ impl FlightSqlService for LakehouseFlightSql {
                 )
                 .await;
         }
-        let frames = self.plan_rows(&prepared).await?;
-        let schema = frames_schema(&frames);
+        let handle = &cmd.prepared_statement_handle;
         let ticket = cmd.as_any().encode_to_vec();
-        let (sender, batches) = mpsc::channel(1);
-        let started = Started {
-            schema: Arc::clone(&schema),
-            batches,
-        };
-        if self
-            .planned
-            .insert_prepared(&cmd.prepared_statement_handle, started)
-        {
-            self.start(&ticket, frames, sender);
+        // Started when the statement was created, moments ago.
+        if let Ok(run) = self.early_runs.take(handle) {
+            let schema = Arc::clone(&run.schema);
+            self.planned.insert_prepared(handle, run);
+            return flight_info(&schema, ticket, request.into_inner());
         }
+        let frames = self.plan_rows(&prepared).await?;
+        let schema = self.start_prepared(&self.planned, handle, frames);
         flight_info(&schema, ticket, request.into_inner())
     }
 

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import flight_raw
@@ -25,6 +26,9 @@ from harness import DEMO_TABLES, FULL_META, table_names, wait_until, write_rows_
 # A nested-loop join of 40k x 40k rows: minutes of work, cancelled long before it ends.
 SLOW_ROWS = 40_000
 SLOW_QUERY = "SELECT COUNT(*) FROM slow a JOIN slow b ON a.id < b.id + a.amount"
+# A hash join of 8·10⁷ matches: a few seconds in a debug build (a cancelled task keeps its
+# slot until it ends: the join does not yield to the cancel).
+EARLY_QUERY = "SELECT COUNT(*) FROM slow a JOIN slow b ON a.id % 20 = b.id % 20"
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +303,35 @@ def test_adbc_cancel_stops_the_query(server):
         assert "error" in outcome, outcome
     wait_idle(server)
     server.assert_healthy()
+
+
+def test_prepared_statement_runs_early_but_answers_on_current_data(server):
+    """A prepared statement without parameters starts its job when it is created (ADBC and
+    JDBC execute right after preparing). Prepared and never executed, that job is cancelled
+    within moments; executed later, the statement runs again on the data of that moment."""
+    wait_idle(server)
+    cancelled_before = server.metric("scheduler_jobs_cancelled")
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_prepare(EARLY_QUERY)
+        wait_until(
+            lambda: server.metric("scheduler_jobs_cancelled") > cancelled_before,
+            timeout=30,
+            what="the early job of a statement never executed to be cancelled",
+        )
+    wait_idle(server)
+
+    with server.connect() as conn, conn.cursor() as cur, conn.cursor() as writer:
+        writer.execute("CREATE TABLE early_runs AS SELECT 1 AS x")
+        writer.fetchall()
+        cur.adbc_prepare("SELECT COUNT(*) AS n FROM early_runs")
+        writer.execute("INSERT INTO early_runs VALUES (2)")
+        writer.fetchall()
+        time.sleep(0.5)
+        # The same SQL: ADBC executes the statement it prepared, without preparing again.
+        cur.execute("SELECT COUNT(*) AS n FROM early_runs")
+        assert cur.fetchall() == [(2,)], "the statement answered with the data of its preparation"
+        writer.execute("DROP TABLE early_runs")
+        writer.fetchall()
 
 
 # -- results ---------------------------------------------------------------------------------
