@@ -249,12 +249,7 @@ impl LakehouseFlightSql {
         let schema = frames_schema(&frames);
         let (started, sender) = Started::channel(Arc::clone(&schema));
         if kept.insert_prepared(handle, started) {
-            let ticket = CommandPreparedStatementQuery {
-                prepared_statement_handle: handle.to_vec().into(),
-            }
-            .as_any()
-            .encode_to_vec();
-            self.start(&ticket, frames, sender);
+            self.start(&prepared_ticket(handle), frames, sender);
         }
         schema
     }
@@ -364,6 +359,16 @@ impl Started {
         let batches = stream::poll_fn(move |cx| batches.poll_recv(cx));
         encode(self.schema, Box::pin(batches))
     }
+}
+
+/// The ticket of a prepared statement's run: what its FlightInfo carries and its
+/// run is registered under, so CancelFlightInfo finds the run.
+fn prepared_ticket(handle: &[u8]) -> Vec<u8> {
+    CommandPreparedStatementQuery {
+        prepared_statement_handle: handle.to_vec().into(),
+    }
+    .as_any()
+    .encode_to_vec()
 }
 
 fn frames_schema(frames: &[DataFrame]) -> SchemaRef {
@@ -727,7 +732,7 @@ impl FlightSqlService for LakehouseFlightSql {
                 .await;
         }
         let handle = &cmd.prepared_statement_handle;
-        let ticket = cmd.as_any().encode_to_vec();
+        let ticket = prepared_ticket(handle);
         // Started when the statement was created, moments ago.
         if let Ok(run) = self.early_runs.take(handle) {
             let schema = Arc::clone(&run.schema);
