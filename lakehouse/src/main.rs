@@ -6,6 +6,9 @@ use std::io::IsTerminal;
 use clap::Parser;
 use lakehouse::cli;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod malloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -20,6 +23,9 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Process-wide and thread-safe: the runtime's threads already running are covered.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    malloc::tune();
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
