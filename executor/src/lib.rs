@@ -286,13 +286,14 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
     let base_producer: RuntimeProducer = match &opts.runtime_producer {
         Some(producer) => Arc::clone(producer),
         None => {
-            let temp_dir = work_dir.clone();
-            Arc::new(move |_| {
-                let env = RuntimeEnvBuilder::new()
-                    .with_temp_file_path(temp_dir.clone())
-                    .build()?;
-                Ok(Arc::new(env))
-            })
+            // One runtime for every task: Ballista asks for a runtime per task
+            // decode, and building one creates (and on drop removes) a spill
+            // directory under the work dir — two filesystem writes per task.
+            let env = RuntimeEnvBuilder::new()
+                .with_temp_file_path(work_dir.clone())
+                .build_arc()
+                .map_err(|e| Error::Runtime(BallistaError::from(e)))?;
+            Arc::new(move |_| Ok(Arc::clone(&env)))
         }
     };
     let base_producer = share_metadata_cache(base_producer)?;

@@ -41,18 +41,17 @@ pub(crate) fn open_bucket(config: &Config) -> Result<Bucket, BoxError> {
 
 /// A runtime env with the bucket's object store registered, spilling under
 /// `work_dir`: the scheduler (file listing, footers) and executors (scans) read it.
-fn bucket_runtime(
-    bucket: &Bucket,
-    work_dir: PathBuf,
-) -> impl Fn() -> datafusion::error::Result<Arc<RuntimeEnv>> + Send + Sync + 'static {
+/// Built once per role: each build creates a spill directory (and its drop
+/// removes it), which per task cost two filesystem writes.
+fn bucket_runtime(bucket: &Bucket, work_dir: PathBuf) -> Result<Arc<RuntimeEnv>, BoxError> {
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
     let (url, store) = bucket.engine_registration();
-    move || {
-        let env = RuntimeEnvBuilder::new()
-            .with_temp_file_path(work_dir.clone())
-            .build()?;
-        env.register_object_store(&url, Arc::clone(&store));
-        Ok(Arc::new(env))
-    }
+    let env = RuntimeEnvBuilder::new()
+        .with_temp_file_path(work_dir)
+        .build()?;
+    env.register_object_store(&url, store);
+    Ok(Arc::new(env))
 }
 
 /// What index tasks use on this node: one per process, so `up`'s roles share
@@ -71,10 +70,7 @@ pub(crate) async fn start_scheduler(
     bucket: &Bucket,
     indexes: &Arc<IndexRuntime>,
 ) -> Result<lakehouse_scheduler::SchedulerHandle, BoxError> {
-    let work_dir = config.node.data_dir.join("scheduler");
-    std::fs::create_dir_all(&work_dir)
-        .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
-    let runtime = bucket_runtime(bucket, work_dir)()?;
+    let runtime = bucket_runtime(bucket, config.node.data_dir.join("scheduler"))?;
     let addr = config.scheduler.addr;
     let codec = Arc::new(IndexCodec::new(Arc::clone(indexes)));
     Ok(
@@ -110,7 +106,7 @@ pub(crate) async fn start_executor(
     scheduler: SocketAddr,
     indexes: &Arc<IndexRuntime>,
 ) -> Result<lakehouse_executor::ExecutorHandle, BoxError> {
-    let runtime = bucket_runtime(bucket, config.executor_work_dir());
+    let runtime = bucket_runtime(bucket, config.executor_work_dir())?;
     Ok(
         lakehouse_executor::start(lakehouse_executor::ExecutorOptions {
             bind_host: config.executor.flight_addr.ip().to_string(),
@@ -120,7 +116,7 @@ pub(crate) async fn start_executor(
             scheduler_addr: scheduler,
             concurrent_tasks: config.executor.concurrent_tasks,
             work_dir: config.executor_work_dir(),
-            runtime_producer: Some(Arc::new(move |_| runtime())),
+            runtime_producer: Some(Arc::new(move |_| Ok(Arc::clone(&runtime)))),
             physical_codec: Some(Arc::new(IndexCodec::new(Arc::clone(indexes)))),
             ..Default::default()
         })
