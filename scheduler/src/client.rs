@@ -58,6 +58,7 @@ use crate::in_process::{self, Server};
 use crate::job::{CancelOnDrop, JobHandle};
 use crate::planned_scan::{plan_temporary_scans, PlannedScanCodec};
 use crate::result_partitions::KeepResultPartitions;
+use crate::useful_file_ranges::UsefulFileRanges;
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -353,8 +354,13 @@ impl QueryPlanner for PooledQueryPlanner {
                     .create_physical_plan(logical_plan, session_state)
                     .await?;
                 // What the scheduler's sessions apply to the plans they make.
-                let physical =
-                    KeepResultPartitions.optimize(physical, session_state.config_options())?;
+                let options = session_state.config_options();
+                let metadata = session_state
+                    .runtime_env()
+                    .cache_manager
+                    .get_file_metadata_cache();
+                let physical = UsefulFileRanges::new(metadata).optimize(physical, options)?;
+                let physical = KeepResultPartitions.optimize(physical, options)?;
                 JobPlan::InProcess {
                     server,
                     plan: physical,

@@ -17,6 +17,7 @@ mod planned_scan;
 mod result_partitions;
 mod server;
 mod status;
+mod useful_file_ranges;
 
 pub use client::{
     ballista_session_config, cancel_remote_job, remote_context, remote_context_with_pool,

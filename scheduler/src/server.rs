@@ -35,6 +35,7 @@ use crate::in_process::{Listing, Server};
 use crate::metrics::{JobCounter, JobCounts};
 use crate::result_partitions::KeepResultPartitions;
 use crate::status::StatusService;
+use crate::useful_file_ranges::UsefulFileRanges;
 
 /// How long `shutdown` waits for open connections (executors, clients) to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -213,13 +214,17 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     config.override_config_producer = Some(Arc::clone(&config_producer));
     let runtime_env = opts.runtime_env.clone();
     config.override_session_builder = Some(Arc::new(move |session_config| {
-        let state = default_session_builder(session_config)?;
-        let mut builder = SessionStateBuilder::new_from_existing(state)
-            .with_physical_optimizer_rule(Arc::new(KeepResultPartitions));
+        let mut builder =
+            SessionStateBuilder::new_from_existing(default_session_builder(session_config)?);
         if let Some(env) = &runtime_env {
             builder = builder.with_runtime_env(Arc::clone(env));
         }
-        Ok(builder.build())
+        let state = builder.build();
+        let metadata = state.runtime_env().cache_manager.get_file_metadata_cache();
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rule(Arc::new(UsefulFileRanges::new(metadata)))
+            .with_physical_optimizer_rule(Arc::new(KeepResultPartitions))
+            .build())
     }));
     let config = Arc::new(config);
 
