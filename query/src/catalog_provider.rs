@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::ViewTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use lakehouse_catalog_raft::model::View;
@@ -45,17 +47,31 @@ impl LakehouseCatalogProvider {
             schema: Arc::new(LakehouseSchemaProvider {
                 catalog,
                 session: None,
+                statistics: None,
             }),
         }
     }
 
     /// Views are planned in the session `session` returns.
     pub fn with_session(self, session: SessionSource) -> Self {
+        self.with_schema(|schema| schema.session = Some(session))
+    }
+
+    /// File statistics are kept in `cache` across queries (planning otherwise
+    /// derives them from every file's footer again for each query).
+    pub fn with_statistics_cache(self, cache: Option<Arc<dyn FileStatisticsCache>>) -> Self {
+        self.with_schema(|schema| schema.statistics = cache)
+    }
+
+    fn with_schema(self, change: impl FnOnce(&mut LakehouseSchemaProvider)) -> Self {
+        let mut schema = LakehouseSchemaProvider {
+            catalog: self.schema.catalog.clone(),
+            session: self.schema.session.clone(),
+            statistics: self.schema.statistics.clone(),
+        };
+        change(&mut schema);
         Self {
-            schema: Arc::new(LakehouseSchemaProvider {
-                catalog: self.schema.catalog.clone(),
-                session: Some(session),
-            }),
+            schema: Arc::new(schema),
         }
     }
 }
@@ -73,6 +89,7 @@ impl CatalogProvider for LakehouseCatalogProvider {
 struct LakehouseSchemaProvider {
     catalog: Catalog,
     session: Option<SessionSource>,
+    statistics: Option<Arc<dyn FileStatisticsCache>>,
 }
 
 impl std::fmt::Debug for LakehouseSchemaProvider {
@@ -144,6 +161,9 @@ impl SchemaProvider for LakehouseSchemaProvider {
             return Ok(None);
         };
         let bucket = self.catalog.bucket();
+        // The statistics cache is scoped by this reference: a version's files are
+        // read with its schema only.
+        let scope = TableReference::bare(format!("{name}@{}", version.version));
         let urls = version
             .files
             .iter()
@@ -155,6 +175,7 @@ impl SchemaProvider for LakehouseSchemaProvider {
                     )));
                 }
                 ListingTableUrl::parse(bucket.url_of(&file.object.key))
+                    .map(|url| url.with_table_ref(scope.clone()))
             })
             .collect::<Result<Vec<_>>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
@@ -163,7 +184,8 @@ impl SchemaProvider for LakehouseSchemaProvider {
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(Arc::new(version.schema.clone()));
-        Ok(Some(Arc::new(ListingTable::try_new(config)?)))
+        let table = ListingTable::try_new(config)?.with_cache(self.statistics.clone());
+        Ok(Some(Arc::new(table)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -119,9 +119,12 @@ impl QueryEngine {
         register_bucket(&ctx, catalog.bucket());
         // Views are planned in this same session when a query reads them.
         let session = ctx.state_weak_ref();
-        let provider = LakehouseCatalogProvider::new(catalog).with_session(Arc::new(move || {
-            session.upgrade().map(|state| state.read().clone())
-        }));
+        let statistics = ctx.runtime_env().cache_manager.get_file_statistic_cache();
+        let provider = LakehouseCatalogProvider::new(catalog)
+            .with_session(Arc::new(move || {
+                session.upgrade().map(|state| state.read().clone())
+            }))
+            .with_statistics_cache(statistics);
         ctx.register_catalog(CATALOG_NAME, Arc::new(provider));
         Ok(Self { ctx })
     }
