@@ -61,7 +61,9 @@ const SUPPORTED: &str = "CREATE TABLE … AS SELECT, INSERT INTO … SELECT | VA
 /// query pays microseconds; SQL that does not parse is left to the query path,
 /// which reports the error.
 pub(crate) fn is_write(engine: &QueryEngine, sql: &str) -> bool {
-    let state = engine.context().state();
+    // Read in place: a clone of the session state copies every function registry.
+    let state = engine.context().state_ref();
+    let state = state.read();
     let dialect = state.config().options().sql_parser.dialect;
     let Ok(statement) = state.sql_to_statement(sql, &dialect) else {
         return false;
@@ -157,8 +159,8 @@ fn from_catalog(e: lakehouse_catalog_raft::Error) -> Status {
 /// Unqualified names resolve in `engine`'s (the session's) default schema, as
 /// the statement's reads do.
 fn table_name(engine: &QueryEngine, reference: &TableReference) -> Result<String, Status> {
-    let state = engine.context().state();
-    let defaults = &state.config().options().catalog;
+    let config = engine.context().copied_config();
+    let defaults = &config.options().catalog;
     let resolved = reference
         .clone()
         .resolve(&defaults.default_catalog, &defaults.default_schema);
