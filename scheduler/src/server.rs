@@ -214,14 +214,13 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     config.override_config_producer = Some(Arc::clone(&config_producer));
     let runtime_env = opts.runtime_env.clone();
     config.override_session_builder = Some(Arc::new(move |session_config| {
-        let mut builder =
-            SessionStateBuilder::new_from_existing(default_session_builder(session_config)?);
-        if let Some(env) = &runtime_env {
-            builder = builder.with_runtime_env(Arc::clone(env));
-        }
-        let state = builder.build();
-        let metadata = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let state = default_session_builder(session_config)?;
+        let env = runtime_env
+            .clone()
+            .unwrap_or_else(|| Arc::clone(state.runtime_env()));
+        let metadata = env.cache_manager.get_file_metadata_cache();
         Ok(SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(env)
             .with_physical_optimizer_rule(Arc::new(UsefulFileRanges::new(metadata)))
             .with_physical_optimizer_rule(Arc::new(KeepResultPartitions))
             .build())
