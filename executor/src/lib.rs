@@ -485,8 +485,6 @@ fn free_port(host: &str) -> Result<u16> {
     Ok(listener.local_addr().map_err(bind_err)?.port())
 }
 
-/// Per-task spillable memory pools carved out of `total` (Ballista's policy,
-/// private in its crate); without a total the base env is used unchanged.
 /// Makes every runtime of `base` share one Parquet metadata cache. Ballista
 /// decodes each task's plan with a runtime of its own, and the decoded scans
 /// cache footers and page indexes in that runtime: with a fresh cache per task,
@@ -497,7 +495,12 @@ fn share_metadata_cache(base: RuntimeProducer) -> Result<RuntimeProducer> {
         .map_err(|e| Error::Runtime(BallistaError::from(e)))?;
     let metadata_cache = owner.cache_manager.get_file_metadata_cache();
     Ok(Arc::new(move |config| {
-        let mut runtime = RuntimeEnvBuilder::from_runtime_env(base(config)?.as_ref());
+        let runtime = base(config)?;
+        // A producer that hands out one runtime (ours) shares its cache already.
+        if Arc::ptr_eq(&runtime, &owner) {
+            return Ok(runtime);
+        }
+        let mut runtime = RuntimeEnvBuilder::from_runtime_env(&runtime);
         runtime.cache_manager = runtime
             .cache_manager
             .with_file_metadata_cache(Some(Arc::clone(&metadata_cache)));
@@ -505,6 +508,8 @@ fn share_metadata_cache(base: RuntimeProducer) -> Result<RuntimeProducer> {
     }))
 }
 
+/// Per-task spillable memory pools carved out of `total` (Ballista's policy,
+/// private in its crate); without a total the base env is used unchanged.
 fn memory_pool_policy(total: Option<u64>, slots: usize) -> Result<MemoryPoolPolicy> {
     let Some(total) = total else {
         return Ok(Arc::new(|base, _| Ok(base)));
