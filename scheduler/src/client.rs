@@ -35,7 +35,6 @@ use datafusion::execution::context::{QueryPlanner, SessionState};
 use datafusion::execution::{SendableRecordBatchStream, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -57,8 +56,7 @@ use crate::grpc::STATUS_BUFFER;
 use crate::in_process::{self, Server};
 use crate::job::{CancelOnDrop, JobHandle};
 use crate::planned_scan::{plan_temporary_scans, PlannedScanCodec};
-use crate::result_partitions::KeepResultPartitions;
-use crate::useful_file_ranges::UsefulFileRanges;
+use crate::server::job_plan_rules;
 
 const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 
@@ -355,12 +353,9 @@ impl QueryPlanner for PooledQueryPlanner {
                     .await?;
                 // What the scheduler's sessions apply to the plans they make.
                 let options = session_state.config_options();
-                let metadata = session_state
-                    .runtime_env()
-                    .cache_manager
-                    .get_file_metadata_cache();
-                let physical = UsefulFileRanges::new(metadata).optimize(physical, options)?;
-                let physical = KeepResultPartitions.optimize(physical, options)?;
+                let physical = job_plan_rules(session_state.runtime_env())
+                    .iter()
+                    .try_fold(physical, |plan, rule| rule.optimize(plan, options))?;
                 JobPlan::InProcess {
                     server,
                     plan: physical,

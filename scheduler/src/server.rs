@@ -20,6 +20,7 @@ use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use tokio::net::TcpListener;
@@ -36,6 +37,19 @@ use crate::metrics::{JobCounter, JobCounts};
 use crate::result_partitions::KeepResultPartitions;
 use crate::status::StatusService;
 use crate::useful_file_ranges::UsefulFileRanges;
+
+/// The physical rules the scheduler's sessions add to DataFusion's, in order;
+/// a job planned elsewhere in this process gets the same ones. `env` is the
+/// planning session's runtime (its footer cache tells which file ranges hold rows).
+pub(crate) fn job_plan_rules(
+    env: &RuntimeEnv,
+) -> [Arc<dyn PhysicalOptimizerRule + Send + Sync>; 2] {
+    let metadata = env.cache_manager.get_file_metadata_cache();
+    [
+        Arc::new(UsefulFileRanges::new(metadata)),
+        Arc::new(KeepResultPartitions),
+    ]
+}
 
 /// How long `shutdown` waits for open connections (executors, clients) to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -218,11 +232,13 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         let env = runtime_env
             .clone()
             .unwrap_or_else(|| Arc::clone(state.runtime_env()));
-        let metadata = env.cache_manager.get_file_metadata_cache();
-        Ok(SessionStateBuilder::new_from_existing(state)
-            .with_runtime_env(env)
-            .with_physical_optimizer_rule(Arc::new(UsefulFileRanges::new(metadata)))
-            .with_physical_optimizer_rule(Arc::new(KeepResultPartitions))
+        let rules = job_plan_rules(&env);
+        let builder = SessionStateBuilder::new_from_existing(state).with_runtime_env(env);
+        Ok(rules
+            .into_iter()
+            .fold(builder, |builder, rule| {
+                builder.with_physical_optimizer_rule(rule)
+            })
             .build())
     }));
     let config = Arc::new(config);
