@@ -36,7 +36,7 @@ use futures::{stream, Stream, StreamExt, TryStreamExt};
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::{Clock, ErrorKind};
 use lakehouse_ingest::TableWriter;
-use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
+use lakehouse_query::{string_views, QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
 use lakehouse_scheduler::RemoteQueryExec;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -325,6 +325,7 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
     if query.is_cancelled() {
         return Err(cancelled());
     }
+    let schema = frame_schema(&frame);
     let task_ctx = Arc::new(frame.task_ctx());
     let plan = frame
         .create_physical_plan()
@@ -334,9 +335,13 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
         query.track(remote.job()).await;
     }
     let stream = execute_stream(plan, task_ctx).map_err(from_datafusion)?;
-    Ok(Box::pin(stream.map(move |batch| match batch {
-        _ if query.is_cancelled() => Err(cancelled()),
-        batch => batch.map_err(from_datafusion),
+    Ok(Box::pin(stream.map(move |batch| {
+        match batch {
+            _ if query.is_cancelled() => Err(cancelled()),
+            Ok(batch) => string_views::expand_batch(batch, &schema)
+                .map_err(|e| status(ErrorKind::Internal, e.to_string())),
+            Err(e) => Err(from_datafusion(e)),
+        }
     })))
 }
 
@@ -388,8 +393,9 @@ fn execute_all(
         .try_flatten()
 }
 
+/// The schema of `frame`'s results as clients receive them (string views expanded).
 fn frame_schema(frame: &DataFrame) -> SchemaRef {
-    Arc::clone(frame.schema().inner())
+    string_views::expand_schema(frame.schema().inner())
 }
 
 fn encode(schema: SchemaRef, batches: FlightStream<RecordBatch>) -> Response<DoGetStream> {

@@ -19,6 +19,8 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use lakehouse_catalog_raft::model::View;
 use lakehouse_catalog_raft::Catalog;
 
+use crate::string_views;
+
 pub const CATALOG_NAME: &str = "lakehouse";
 pub const DEFAULT_SCHEMA: &str = "public";
 
@@ -183,7 +185,7 @@ impl SchemaProvider for LakehouseSchemaProvider {
             .with_collect_stat(true);
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
-            .with_schema(Arc::new(version.schema.clone()));
+            .with_schema(Arc::new(string_views::scan_schema(&version.schema)));
         let table = ListingTable::try_new(config)?.with_cache(self.statistics.clone());
         Ok(Some(Arc::new(table)))
     }

@@ -3,6 +3,7 @@
 //! resolve to the Parquet files of their current version, pinned at plan time.
 
 mod catalog_provider;
+pub mod string_views;
 
 use std::sync::Arc;
 
@@ -104,7 +105,9 @@ impl QueryEngine {
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA)
         .with_create_default_catalog_and_schema(false)
-        // Views (Utf8View) break older Flight SQL / JDBC clients: keep plain strings.
+        // Tables are scanned with views for their strings (`string_views`); a
+        // schema inferred from files or written in SQL keeps plain strings, as
+        // the catalog records them.
         .set_bool(
             "datafusion.execution.parquet.schema_force_view_types",
             false,
@@ -194,7 +197,8 @@ impl QueryEngine {
 
     /// Every table and view of the `lakehouse` catalog, `information_schema`
     /// included, as `information_schema.tables` lists them: Flight SQL's
-    /// GetTables reads this so the two always agree.
+    /// GetTables reads this so the two always agree. Schemas are the ones
+    /// clients receive (string views expanded).
     pub async fn tables(&self) -> Result<Vec<TableEntry>> {
         let mut entries = Vec::new();
         for (schema_name, schema) in self.schemas() {
@@ -205,7 +209,7 @@ impl QueryEngine {
                 entries.push(TableEntry {
                     schema_name: schema_name.clone(),
                     table_type: table.table_type(),
-                    schema: table.schema(),
+                    schema: string_views::expand_schema(&table.schema()),
                     name,
                 });
             }

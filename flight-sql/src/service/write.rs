@@ -42,7 +42,7 @@ use lakehouse_catalog_raft::model::{Sensitivity, TableMetadata, View, WriteMode}
 use lakehouse_catalog_raft::Catalog;
 use lakehouse_common::ErrorKind;
 use lakehouse_ingest::{TableWriter, WriteRequest};
-use lakehouse_query::{QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
+use lakehouse_query::{string_views, QueryEngine, CATALOG_NAME, DEFAULT_SCHEMA};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -172,9 +172,10 @@ fn table_name(engine: &QueryEngine, reference: &TableReference) -> Result<String
     Ok(resolved.table.to_string())
 }
 
-/// Writers store Arrow schemas without metadata and with every column nullable:
-/// SQL results and client batches may differ from one batch to the next in
-/// both, and neither is a constraint the table enforces.
+/// Writers store Arrow schemas without metadata, with every column nullable
+/// and with plain strings: SQL results and client batches may differ from one
+/// batch to the next in the first two, neither is a constraint the table
+/// enforces, and string views are how tables are read, not written (`string_views`).
 fn storage_schema(table: &str, schema: &Schema) -> Result<SchemaRef, Status> {
     let mut seen = std::collections::HashSet::new();
     for field in schema.fields() {
@@ -195,21 +196,20 @@ fn storage_schema(table: &str, schema: &Schema) -> Result<SchemaRef, Status> {
         .iter()
         .map(|f| f.as_ref().clone().with_nullable(true))
         .collect();
-    Ok(Arc::new(Schema::new(fields)))
+    Ok(string_views::expand_schema(&Arc::new(Schema::new(fields))))
 }
 
-/// Puts `batch` under `schema` (same columns, possibly other nullability or metadata).
+/// Puts `batch` under `schema` (same columns, possibly other nullability,
+/// metadata or string views).
 fn conform(
     table: &str,
     schema: &SchemaRef,
     batch: RecordBatch,
 ) -> lakehouse_ingest::Result<RecordBatch> {
-    RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| {
-        lakehouse_ingest::Error::Rows {
-            table: table.to_string(),
-            kind: ErrorKind::InvalidInput,
-            detail: format!("a batch does not match the table's columns: {e}"),
-        }
+    string_views::expand_batch(batch, schema).map_err(|e| lakehouse_ingest::Error::Rows {
+        table: table.to_string(),
+        kind: ErrorKind::InvalidInput,
+        detail: format!("a batch does not match the table's columns: {e}"),
     })
 }
 
