@@ -45,6 +45,13 @@ pub enum Error {
     #[error("executor runtime: {0}")]
     Runtime(#[source] BallistaError),
 
+    /// The threads that run tasks could not be started.
+    #[error("executor task threads: {source}")]
+    TaskRuntime {
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The supervising task panicked or was aborted.
     #[error("executor task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -61,7 +68,7 @@ impl Error {
             Error::WorkDir { .. } | Error::Bind { .. } | Error::Register { .. } => {
                 ErrorKind::Unavailable
             }
-            Error::Runtime(_) | Error::Join(_) => ErrorKind::Internal,
+            Error::Runtime(_) | Error::TaskRuntime { .. } | Error::Join(_) => ErrorKind::Internal,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! the session runtime cache — with a handle that stops it gracefully.
 
 mod error;
+mod local_tasks;
 mod pool;
 mod running_tasks;
 
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::local_tasks::TaskRuntime;
 use crate::running_tasks::CountingEngine;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use ballista_core::config::TaskSchedulingPolicy;
@@ -67,6 +69,7 @@ use tracing::{info, warn};
 
 pub use ballista_core::RuntimeProducer;
 pub use error::{Error, Result};
+pub use local_tasks::{LocalTasks, StatusReport};
 
 /// How long shutdown waits for running tasks before leaving them behind.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -167,6 +170,7 @@ pub struct ExecutorHandle {
     concurrent_tasks: usize,
     running_tasks: Arc<AtomicUsize>,
     completed_tasks: Arc<AtomicU64>,
+    local_tasks: LocalTasks,
     stop: oneshot::Sender<()>,
     supervisor: JoinHandle<()>,
 }
@@ -190,6 +194,11 @@ impl ExecutorHandle {
     /// Task slots this executor offers.
     pub fn concurrent_tasks(&self) -> usize {
         self.concurrent_tasks
+    }
+
+    /// Launches this executor's tasks without gRPC, for a scheduler in this process.
+    pub fn local_tasks(&self) -> LocalTasks {
+        self.local_tasks.clone()
     }
 
     /// Tasks whose work is still running, cancelled ones included until they
@@ -326,6 +335,8 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
             .unwrap_or_else(|| Arc::new(BallistaPhysicalExtensionCodec::default())),
     );
 
+    let task_runtime =
+        TaskRuntime::new(concurrent_tasks).map_err(|source| Error::TaskRuntime { source })?;
     let executor_id = uuid::Uuid::new_v4().to_string();
     let notifier = ShutdownNotifier::new();
     let mut attempt = 1;
@@ -398,6 +409,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         }
     };
     let grpc_addr = SocketAddr::new(flight_addr.ip(), grpc_port);
+    let local_tasks = LocalTasks::new(Arc::clone(&executor), engine, codec, task_runtime);
 
     let flight_task = spawn_flight(
         flight_listener,
@@ -432,6 +444,7 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
         concurrent_tasks,
         running_tasks,
         completed_tasks,
+        local_tasks,
         stop,
         supervisor,
     })

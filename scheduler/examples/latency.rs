@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     let _local_executor =
-        lakehouse_scheduler::LocalExecutor::list(executor.id(), &dir.path().join("work"));
+        lakehouse_scheduler::LocalExecutor::list(executor.local_tasks(), &dir.path().join("work"));
 
     let local = SessionContext::new();
     let stock = SessionContext::remote_with_state(

@@ -8,16 +8,25 @@
 //! millisecond of a ~10 ms job. The job itself is the same Ballista job —
 //! staged by the scheduler, run by the executors, counted, cancellable.
 //!
-//! Executors in this process are listed with their work directory: a job's
-//! result partitions they wrote are read from the file instead of fetched
-//! back over Flight (a gRPC round trip and a copy per partition).
+//! Executors in this process are listed with their work directory and task
+//! launcher: a job's result partitions they wrote are read from the file
+//! instead of fetched back over Flight (a gRPC round trip and a copy per
+//! partition), and their tasks are launched and report back without gRPC
+//! (`LocalFirstLauncher`; see `lakehouse_executor::LocalTasks`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
+use ballista_core::serde::protobuf::{MultiTaskDefinition, UpdateTaskStatusParams};
+use ballista_core::serde::scheduler::ExecutorMetadata;
 use ballista_scheduler::scheduler_server::SchedulerServer;
+use ballista_scheduler::state::executor_manager::ExecutorManager;
+use ballista_scheduler::state::task_manager::TaskLauncher;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use lakehouse_executor::{LocalTasks, StatusReport};
+use tonic::Request;
 
 use crate::client::lock;
 
@@ -54,27 +63,43 @@ impl Drop for Listing {
     }
 }
 
-fn executors() -> &'static Mutex<HashMap<String, PathBuf>> {
-    static EXECUTORS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+/// An executor of this process: where its files are, and its task launcher.
+#[derive(Clone)]
+struct Listed {
+    work_dir: PathBuf,
+    tasks: LocalTasks,
+}
+
+fn executors() -> &'static Mutex<HashMap<String, Listed>> {
+    static EXECUTORS: OnceLock<Mutex<HashMap<String, Listed>>> = OnceLock::new();
     EXECUTORS.get_or_init(Mutex::default)
 }
 
 /// The work directory of executor `id` when it runs in this process.
 pub(crate) fn executor_work_dir(id: &str) -> Option<PathBuf> {
-    lock(executors()).get(id).cloned()
+    lock(executors())
+        .get(id)
+        .map(|listed| listed.work_dir.clone())
 }
 
-/// An executor of this process, listed while alive so its result files are read in place.
+/// An executor of this process, listed while alive so that its result files
+/// are read in place and a scheduler of this process hands it tasks directly.
 #[derive(Debug)]
 pub struct LocalExecutor {
     id: String,
 }
 
 impl LocalExecutor {
-    /// Lists executor `id`, which writes its shuffle and result files under `work_dir`.
-    pub fn list(id: &str, work_dir: &Path) -> Self {
-        lock(executors()).insert(id.to_owned(), work_dir.to_owned());
-        Self { id: id.to_owned() }
+    /// Lists the executor whose tasks `tasks` launches, which writes its
+    /// shuffle and result files under `work_dir`.
+    pub fn list(tasks: LocalTasks, work_dir: &Path) -> Self {
+        let id = tasks.executor_id().to_owned();
+        let listed = Listed {
+            work_dir: work_dir.to_owned(),
+            tasks,
+        };
+        lock(executors()).insert(id.clone(), listed);
+        Self { id }
     }
 }
 
@@ -82,4 +107,57 @@ impl Drop for LocalExecutor {
     fn drop(&mut self) {
         lock(executors()).remove(&self.id);
     }
+}
+
+/// Launches tasks on executors of this process without gRPC, their statuses
+/// going straight to the scheduler; other executors get Ballista's
+/// `LaunchMultiTask` call as before.
+pub(crate) struct LocalFirstLauncher {
+    scheduler_id: String,
+    /// The scheduler's own URL: statuses go to the scheduler listed under it
+    /// (found at launch; holding it here would keep it alive forever).
+    url: String,
+}
+
+impl LocalFirstLauncher {
+    pub(crate) fn new(scheduler_id: String, url: String) -> Self {
+        Self { scheduler_id, url }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskLauncher for LocalFirstLauncher {
+    async fn launch_tasks(
+        &self,
+        executor: &ExecutorMetadata,
+        tasks: Vec<MultiTaskDefinition>,
+        executor_manager: &ExecutorManager,
+    ) -> ballista_core::error::Result<()> {
+        let local = lock(executors()).get(&executor.id).map(|l| l.tasks.clone());
+        match (local, find(&self.url)) {
+            (Some(local), Some(server)) => {
+                local.launch(tasks, &status_report(server, executor.id.clone()))
+            }
+            _ => {
+                executor_manager
+                    .launch_multi_task(&executor.id, tasks, self.scheduler_id.clone())
+                    .await
+            }
+        }
+    }
+}
+
+/// Hands each status to the scheduler as its `UpdateTaskStatus` handler would get it.
+fn status_report(server: Server, executor_id: String) -> StatusReport {
+    Arc::new(move |status| {
+        let (server, executor_id) = (server.clone(), executor_id.clone());
+        Box::pin(async move {
+            let params = UpdateTaskStatusParams {
+                executor_id,
+                task_status: vec![status],
+            };
+            // The handler logs its own errors (a job already gone, a stopped scheduler).
+            let _ = SchedulerGrpc::update_task_status(&server, Request::new(params)).await;
+        })
+    })
 }

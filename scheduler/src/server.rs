@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::executor_loss::reoffer_tasks_of_lost_executors;
 use crate::grpc::AnnouncingScheduler;
-use crate::in_process::{Listing, Server};
+use crate::in_process::{Listing, LocalFirstLauncher, Server};
 use crate::metrics::{JobCounter, JobCounts};
 use crate::result_partitions::KeepResultPartitions;
 use crate::status::StatusService;
@@ -255,12 +255,15 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
     let counter = Arc::new(counter);
     // What `scheduler_process::create_scheduler` does, minus its hard-wired
     // metrics collector.
-    let mut server: Server = SchedulerServer::new(
+    let url = format!("http://{}:{}", opts.advertise_host, addr.port());
+    let launcher = LocalFirstLauncher::new(config.scheduler_name(), url.clone());
+    let mut server: Server = SchedulerServer::new_with_task_launcher(
         config.scheduler_name(),
         cluster,
         codec,
         Arc::clone(&config),
         counter.clone(),
+        Arc::new(launcher),
     );
     server.init().await?;
 
@@ -309,7 +312,6 @@ pub async fn start(opts: SchedulerOptions) -> Result<SchedulerHandle> {
         stopped,
     ));
 
-    let url = format!("http://{}:{}", opts.advertise_host, addr.port());
     info!(%addr, %url, "scheduler listening (push-staged)");
     let listing = Listing::new(&url, server.clone());
     Ok(SchedulerHandle {
