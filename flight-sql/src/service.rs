@@ -457,7 +457,9 @@ fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
-/// `$1, $2, …` in order; a type DataFusion could not infer is reported as Null.
+/// `$1, $2, …` in order; a type DataFusion could not infer is reported as Null,
+/// and a parameter compared with a string column as a plain string (clients bind
+/// plain strings; the column is read as a view, see `string_views`).
 fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
     let types = plan.get_parameter_types().map_err(from_datafusion)?;
     let mut fields: Vec<(usize, Field)> = types
@@ -474,9 +476,10 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
         })
         .collect();
     fields.sort_by_key(|(position, _)| *position);
-    Ok(Schema::new(
+    let schema = Arc::new(Schema::new(
         fields.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
-    ))
+    ));
+    Ok(string_views::expand_schema(&schema).as_ref().clone())
 }
 
 const TABLE_TYPES: [&str; 3] = ["TABLE", "VIEW", "LOCAL TEMPORARY"];

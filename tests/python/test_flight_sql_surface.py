@@ -334,6 +334,31 @@ def test_prepared_statement_runs_early_but_answers_on_current_data(server):
         writer.fetchall()
 
 
+def test_string_parameters_and_results_are_plain_strings(server):
+    """Tables are read with string views inside the engine; what a client sees stays plain
+    strings: the parameter schema of a placeholder compared with a string column, and the rows."""
+    conn = flight_raw.client(server.flight_uri)
+    sql = "SELECT candidate_id, city FROM candidates WHERE city = ? ORDER BY candidate_id"
+    create = flight.Action("CreatePreparedStatement", flight_raw.create_prepared_statement(sql))
+    prepared = dict(flight_raw.read_fields(flight_raw.unpack_any(list(conn.do_action(create))[0].body.to_pybytes())))
+    dataset_schema = pa.ipc.read_schema(pa.py_buffer(prepared[2]))
+    parameter_schema = pa.ipc.read_schema(pa.py_buffer(prepared[3]))
+    assert dataset_schema.field("city").type == pa.string()
+    assert parameter_schema.types == [pa.string()], parameter_schema
+    descriptor = flight.FlightDescriptor.for_command(flight_raw.prepared_statement_query(prepared[1]))
+    parameters = pa.table({parameter_schema[0].name: pa.array(["Kraków"], pa.string())})
+    writer, reader = conn.do_put(descriptor, parameters.schema)
+    writer.write_table(parameters)
+    writer.done_writing()
+    reader.read()
+    writer.close()
+    rows = flight_raw.fetch(conn, conn.get_flight_info(descriptor))
+    assert rows.schema.field("city").type == pa.string()
+    assert rows.num_rows > 0 and set(rows.column("city").to_pylist()) == {"Kraków"}
+    close = flight.Action("ClosePreparedStatement", flight_raw.close_prepared_statement(prepared[1]))
+    list(conn.do_action(close))
+
+
 # -- results ---------------------------------------------------------------------------------
 
 
