@@ -72,6 +72,11 @@ impl LocalTasks {
         &self.inner.executor.metadata.id
     }
 
+    /// Where the executor writes its shuffle and result files.
+    pub fn work_dir(&self) -> &str {
+        &self.inner.executor.work_dir
+    }
+
     /// Decodes `tasks` as the executor's gRPC service does (an undecodable
     /// task fails the launch, as it fails that call) and starts each one;
     /// `report` gets its status when it ends.

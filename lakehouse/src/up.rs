@@ -89,10 +89,7 @@ pub async fn start(config: Config) -> Result<Running, BoxError> {
     let indexes = index_runtime(&config, catalog.bucket());
     let scheduler = start_scheduler(&config, catalog.bucket(), &indexes).await?;
     let executor = start_executor(&config, catalog.bucket(), scheduler.addr(), &indexes).await?;
-    let local_executor = lakehouse_scheduler::LocalExecutor::list(
-        executor.local_tasks(),
-        &config.executor_work_dir(),
-    );
+    let local_executor = lakehouse_scheduler::LocalExecutor::list(executor.local_tasks());
     let engine = QueryEngine::connect(
         catalog.clone(),
         scheduler.url(),

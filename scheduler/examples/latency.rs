@@ -51,8 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..ExecutorOptions::default()
     })
     .await?;
-    let _local_executor =
-        lakehouse_scheduler::LocalExecutor::list(executor.local_tasks(), &dir.path().join("work"));
+    let _local_executor = lakehouse_scheduler::LocalExecutor::list(executor.local_tasks());
 
     let local = SessionContext::new();
     let stock = SessionContext::remote_with_state(

@@ -15,7 +15,7 @@
 //! (`LocalFirstLauncher`; see `lakehouse_executor::LocalTasks`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpc;
@@ -63,15 +63,8 @@ impl Drop for Listing {
     }
 }
 
-/// An executor of this process: where its files are, and its task launcher.
-#[derive(Clone)]
-struct Listed {
-    work_dir: PathBuf,
-    tasks: LocalTasks,
-}
-
-fn executors() -> &'static Mutex<HashMap<String, Listed>> {
-    static EXECUTORS: OnceLock<Mutex<HashMap<String, Listed>>> = OnceLock::new();
+fn executors() -> &'static Mutex<HashMap<String, LocalTasks>> {
+    static EXECUTORS: OnceLock<Mutex<HashMap<String, LocalTasks>>> = OnceLock::new();
     EXECUTORS.get_or_init(Mutex::default)
 }
 
@@ -79,7 +72,7 @@ fn executors() -> &'static Mutex<HashMap<String, Listed>> {
 pub(crate) fn executor_work_dir(id: &str) -> Option<PathBuf> {
     lock(executors())
         .get(id)
-        .map(|listed| listed.work_dir.clone())
+        .map(|tasks| PathBuf::from(tasks.work_dir()))
 }
 
 /// An executor of this process, listed while alive so that its result files
@@ -90,15 +83,10 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// Lists the executor whose tasks `tasks` launches, which writes its
-    /// shuffle and result files under `work_dir`.
-    pub fn list(tasks: LocalTasks, work_dir: &Path) -> Self {
+    /// Lists the executor whose tasks `tasks` launches.
+    pub fn list(tasks: LocalTasks) -> Self {
         let id = tasks.executor_id().to_owned();
-        let listed = Listed {
-            work_dir: work_dir.to_owned(),
-            tasks,
-        };
-        lock(executors()).insert(id.clone(), listed);
+        lock(executors()).insert(id.clone(), tasks);
         Self { id }
     }
 }
@@ -133,7 +121,7 @@ impl TaskLauncher for LocalFirstLauncher {
         tasks: Vec<MultiTaskDefinition>,
         executor_manager: &ExecutorManager,
     ) -> ballista_core::error::Result<()> {
-        let local = lock(executors()).get(&executor.id).map(|l| l.tasks.clone());
+        let local = lock(executors()).get(&executor.id).cloned();
         match (local, find(&self.url)) {
             (Some(local), Some(server)) => {
                 local.launch(tasks, &status_report(server, executor.id.clone()))

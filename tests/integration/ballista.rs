@@ -156,12 +156,7 @@ async fn group_by_point_query_and_join_run_as_jobs(
     connections: (usize, usize),
 ) {
     let cluster = Cluster::start(Duration::from_secs(60)).await;
-    let _listed = local_executor.then(|| {
-        LocalExecutor::list(
-            cluster.executor.local_tasks(),
-            &cluster.dir.path().join("work"),
-        )
-    });
+    let _listed = local_executor.then(|| LocalExecutor::list(cluster.executor.local_tasks()));
     let pool = Arc::new(pool);
     let ctx = cluster.context(Arc::clone(&pool)).await;
     let before = cluster.scheduler.job_counts();
