@@ -11,7 +11,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ballista_core::error::BallistaError;
 use ballista_core::serde::protobuf::{
@@ -25,6 +24,7 @@ use ballista_executor::executor::Executor;
 use datafusion::execution::context::TaskContext;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::future::BoxFuture;
+use lakehouse_common::{Clock, SystemClock};
 use tracing::{debug, info};
 
 /// Where a task's status goes when the task ends.
@@ -86,8 +86,8 @@ impl LocalTasks {
         report: &StatusReport,
     ) -> Result<(), BallistaError> {
         let executor = &self.inner.executor;
+        let registry = &executor.function_registry;
         for multi_task in tasks {
-            let registry = &executor.function_registry;
             let decoded = get_task_definition_vec(
                 multi_task,
                 Arc::clone(&executor.runtime_producer),
@@ -220,8 +220,7 @@ impl Drop for TaskRuntime {
     }
 }
 
+/// Milliseconds since the epoch, as Ballista stamps task times.
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(SystemClock.now_ms()).unwrap_or(0)
 }

@@ -325,7 +325,6 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
     if query.is_cancelled() {
         return Err(cancelled());
     }
-    let schema = frame_schema(&frame);
     let task_ctx = Arc::new(frame.task_ctx());
     let plan = frame
         .create_physical_plan()
@@ -338,8 +337,12 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
     Ok(Box::pin(stream.map(move |batch| {
         match batch {
             _ if query.is_cancelled() => Err(cancelled()),
-            Ok(batch) => string_views::expand_batch(batch, &schema)
-                .map_err(|e| status(ErrorKind::Internal, e.to_string())),
+            // A batch without views is passed on as it is (same schema `Arc`).
+            Ok(batch) => {
+                let schema = string_views::expand_schema(&batch.schema());
+                string_views::expand_batch(batch, &schema)
+                    .map_err(|e| status(ErrorKind::Internal, e.to_string()))
+            }
             Err(e) => Err(from_datafusion(e)),
         }
     })))
@@ -460,7 +463,7 @@ fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
 /// `$1, $2, …` in order; a type DataFusion could not infer is reported as Null,
 /// and a parameter compared with a string column as a plain string (clients bind
 /// plain strings; the column is read as a view, see `string_views`).
-fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
+fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef, Status> {
     let types = plan.get_parameter_types().map_err(from_datafusion)?;
     let mut fields: Vec<(usize, Field)> = types
         .into_iter()
@@ -479,7 +482,7 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
     let schema = Arc::new(Schema::new(
         fields.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
     ));
-    Ok(string_views::expand_schema(&schema).as_ref().clone())
+    Ok(string_views::expand_schema(&schema))
 }
 
 const TABLE_TYPES: [&str; 3] = ["TABLE", "VIEW", "LOCAL TEMPORARY"];
@@ -580,7 +583,7 @@ impl FlightSqlService for LakehouseFlightSql {
         let parameters = parameter_schema(frame.logical_plan())?;
         let parameter_schema = ipc_schema(&parameters)?;
         let takes_parameters = !parameters.fields().is_empty();
-        let handle = self.prepared.insert(sql, Arc::new(parameters));
+        let handle = self.prepared.insert(sql, parameters);
         if !takes_parameters {
             self.start_early(&handle, frame);
         }

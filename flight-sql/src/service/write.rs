@@ -685,7 +685,7 @@ impl LakehouseFlightSql {
         let (_, plan) = self.write_plan(&sql).await?;
         let parameters = parameter_schema(&plan)?;
         let parameter_schema = ipc_schema(&parameters)?;
-        let handle = self.prepared.insert(sql, Arc::new(parameters));
+        let handle = self.prepared.insert(sql, parameters);
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle.into(),
             dataset_schema: ipc_schema(&result_schema())?,
