@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check, in the order CI runs them (.ci/run calls this):
-#   setup → cargo fmt --check → clippy -D warnings → cargo test (debug)
-#   → cargo build -p lakehouse → pytest tests/python against that debug binary.
+#   setup → cargo fmt --check → clippy -D warnings → cargo build -p lakehouse (debug)
+#   → cargo test → pytest tests/python against that debug binary.
+# The binary is built before `cargo test`: the integration tests start it as a process.
 # Prints the wall time of each phase as it ends and a summary at the end.
 #
 # Environment: CARGO_TARGET_DIR (default $HOME/.cache/lakehouse-target, outside the clone
@@ -65,6 +66,6 @@ run_pytest() {
 phase setup bash scripts/setup.sh
 phase fmt cargo fmt --all -- --check
 phase clippy cargo clippy --workspace --all-targets -- -D warnings
-phase test cargo test --workspace
 phase build cargo build -p lakehouse
+phase test cargo test --workspace
 phase pytest run_pytest
