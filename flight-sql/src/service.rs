@@ -217,6 +217,10 @@ impl LakehouseFlightSql {
         };
         let batches = execute_all(frames, Arc::clone(guard.query()));
         let run = async move {
+            // Spawned from a handler, this task would run next on the handler's
+            // worker and plan the job (~1 ms) before the handler's response is
+            // written; yielding once lets the response go out first.
+            tokio::task::yield_now().await;
             let mut batches = std::pin::pin!(batches);
             loop {
                 let batch = tokio::select! {

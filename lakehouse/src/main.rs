@@ -6,8 +6,12 @@ use std::io::IsTerminal;
 use clap::Parser;
 use lakehouse::cli;
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod malloc;
+// A query's buffers (decompressed pages, batches) are freed when it ends and
+// asked for again by the next: mimalloc serves them from memory it keeps, where
+// glibc malloc handed large ones back to the kernel and faulted them in again,
+// zeroed. DataFusion's CLI and Python bindings use it for the same reason.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -23,9 +27,6 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // Process-wide and thread-safe: the runtime's threads already running are covered.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    malloc::tune();
     match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
