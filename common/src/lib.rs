@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod committed_objects;
 pub mod config;
 pub mod error;
 pub mod journal;

@@ -12,6 +12,7 @@ use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::committed_objects::{CommittedObjects, EngineStore};
 use crate::config::StorageConfig;
 use crate::error::{Error, Result};
 
@@ -43,6 +44,8 @@ pub struct Bucket {
     root_url: Url,
     /// The store query engines must register for `root_url`'s scheme and host.
     engine_store: Arc<dyn ObjectStore>,
+    /// What that store knows without asking: shared by the clones of this bucket.
+    committed: Arc<CommittedObjects>,
 }
 
 impl Bucket {
@@ -70,12 +73,12 @@ impl Bucket {
             .with_automatic_cleanup(true);
         let root_url = Url::from_directory_path(&dir)
             .map_err(|()| storage_err("not an absolute directory".to_string()))?;
-        Ok(Self {
-            name: name.to_string(),
-            store: Arc::new(store),
+        Ok(Self::new(
+            name,
+            Arc::new(store),
             root_url,
-            engine_store: Arc::new(LocalFileSystem::new()),
-        })
+            Arc::new(LocalFileSystem::new()),
+        ))
     }
 
     fn open_s3(name: &str, location: &str, rest: &str, settings: &StorageConfig) -> Result<Self> {
@@ -119,12 +122,28 @@ impl Bucket {
         };
         let root_url = Url::parse(&root)
             .map_err(|e| Error::Config(format!("storage.primary = {location:?}: {e}")))?;
-        Ok(Self {
+        Ok(Self::new(name, store, root_url, s3))
+    }
+
+    fn new(
+        name: &str,
+        store: Arc<dyn ObjectStore>,
+        root_url: Url,
+        engine_store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        let committed = Arc::new(CommittedObjects::default());
+        Self {
             name: name.to_string(),
             store,
             root_url,
-            engine_store: s3,
-        })
+            engine_store: Arc::new(EngineStore::new(engine_store, Arc::clone(&committed))),
+            committed,
+        }
+    }
+
+    /// Committed objects of this bucket, as its query engines' store sees them.
+    pub fn committed_objects(&self) -> &CommittedObjects {
+        &self.committed
     }
 
     pub fn name(&self) -> &str {

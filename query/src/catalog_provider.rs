@@ -176,8 +176,12 @@ impl SchemaProvider for LakehouseSchemaProvider {
                         file.object.bucket
                     )));
                 }
-                ListingTableUrl::parse(bucket.url_of(&file.object.key))
-                    .map(|url| url.with_table_ref(scope.clone()))
+                let url = ListingTableUrl::parse(bucket.url_of(&file.object.key))?;
+                // Planning asks the store for each file's size; the catalog knows it.
+                bucket
+                    .committed_objects()
+                    .record(url.prefix(), file.size_bytes);
+                Ok(url.with_table_ref(scope.clone()))
             })
             .collect::<Result<Vec<_>>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))

@@ -53,3 +53,26 @@ async fn sql_errors_are_clear_and_the_server_stays_up() -> Result<(), BoxError> 
     assert!(count(&up, "SELECT count(*) FROM contracts").await? > 0);
     up.stop().await
 }
+
+/// Planning takes each file's size from the catalog, not from a HEAD per file
+/// per query: bytes appended to a committed object afterwards are never read
+/// (a HEAD would have moved the footer to the object's new end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_read_at_their_committed_size() -> Result<(), BoxError> {
+    let up = TestUp::start().await?;
+    let summary = ingest_example(&up, "candidates.csv", "candidates").await?;
+    let rows = summary["rows"].as_i64().ok_or("rows missing")?;
+    let data = up.data_dir.path().join("bucket/tables/candidates/data");
+    let files = std::fs::read_dir(&data)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    let mut file = std::fs::OpenOptions::new().append(true).open(&files[0])?;
+    std::io::Write::write_all(&mut file, b"appended after the commit")?;
+    drop(file);
+    assert_eq!(count(&up, "SELECT count(*) FROM candidates").await?, rows);
+    let names = "SELECT count(DISTINCT candidate_id) FROM candidates";
+    assert!(count(&up, names).await? > 0);
+    up.stop().await
+}
