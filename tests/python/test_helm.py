@@ -382,5 +382,5 @@ def test_dockerfile_runtime_stage():
     copies = [arg for op, arg in runtime if op == "COPY"]
     assert copies == ["--from=builder /out/lakehouse /usr/local/bin/lakehouse"]
     builder = " ".join(arg for op, arg in instructions[: stages[-1]] if op == "RUN")
-    assert "cargo build --release --locked -p lakehouse" in builder
+    assert "cargo build --profile dist --locked -p lakehouse" in builder
     assert "protobuf-compiler" in builder
