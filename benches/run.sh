@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark against the `dist` build (what the container image ships; thin LTO,
-# as the DataFusion-python peer is built), with the peers in the same run.
+# as the DataFusion-python peer is built with LTO), with the peers in the same run.
 #   bash benches/run.sh [ingest_query|tpch] [args for that script]
 # (default ingest_query). Results go to stdout; copy them into docs/benchmarks.md with
 # the date and machine.
