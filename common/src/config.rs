@@ -289,6 +289,9 @@ pub struct QueryConfig {
     pub target_partitions: usize,
     /// Hash joins halve TPC-H time but do not spill; turn off for joins larger than memory.
     pub prefer_hash_join: bool,
+    /// Physical plans kept for statements planned again unchanged (same SQL,
+    /// settings and table versions); 0 plans every statement anew.
+    pub plan_cache_entries: usize,
 }
 
 impl Default for QueryConfig {
@@ -296,6 +299,7 @@ impl Default for QueryConfig {
         Self {
             target_partitions: 0,
             prefer_hash_join: true,
+            plan_cache_entries: 256,
         }
     }
 }

@@ -330,8 +330,7 @@ async fn execute(frame: DataFrame, query: Arc<Query>) -> Result<FlightStream<Rec
         return Err(cancelled());
     }
     let task_ctx = Arc::new(frame.task_ctx());
-    let plan = frame
-        .create_physical_plan()
+    let plan = lakehouse_query::physical_plan(&frame, task_ctx.session_config())
         .await
         .map_err(from_datafusion)?;
     if let Some(remote) = RemoteQueryExec::from_plan(&plan) {

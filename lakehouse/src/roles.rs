@@ -185,6 +185,7 @@ pub(crate) async fn start_gateway(
         config.gateway.rows_per_file,
         Duration::from_millis(config.catalog.lease_ttl_ms),
     );
+    let planning = engine.clone();
     let flight_service = lakehouse_flight_sql::LakehouseFlightSql::new(engine, catalog.clone())
         .with_auth(auth.clone())
         .with_sessions(
@@ -204,6 +205,11 @@ pub(crate) async fn start_gateway(
             "flight_sql_sessions",
             "Flight SQL client sessions open now",
             move || sessions.live_sessions() as u64,
+        )));
+        registry.register_collector(Box::new(MetricFn::counter(
+            "query_plans_reused",
+            "Statements that ran a physical plan kept from an identical earlier one",
+            move || planning.plans_reused(),
         )));
     });
     let gateway_state = GatewayState {

@@ -2,7 +2,8 @@
 //! `public` (one schema per bucket later), a table per catalog table and a view
 //! per catalog view. Views are planned from their SQL each time they are read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -16,7 +17,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use lakehouse_catalog_raft::model::View;
+use lakehouse_catalog_raft::model::{TableVersion, View};
 use lakehouse_catalog_raft::Catalog;
 
 use crate::string_views;
@@ -50,6 +51,7 @@ impl LakehouseCatalogProvider {
                 catalog,
                 session: None,
                 statistics: None,
+                tables: Mutex::default(),
             }),
         }
     }
@@ -70,6 +72,7 @@ impl LakehouseCatalogProvider {
             catalog: self.schema.catalog.clone(),
             session: self.schema.session.clone(),
             statistics: self.schema.statistics.clone(),
+            tables: Mutex::default(),
         };
         change(&mut schema);
         Self {
@@ -92,7 +95,26 @@ struct LakehouseSchemaProvider {
     catalog: Catalog,
     session: Option<SessionSource>,
     statistics: Option<Arc<dyn FileStatisticsCache>>,
+    /// The provider of each table's current version, handed out again while
+    /// the version stays: the plan cache tells table versions apart by provider.
+    tables: Mutex<HashMap<String, KeptTable>>,
 }
+
+/// A table version's provider, as handed out.
+type KeptTable = (VersionId, Arc<dyn TableProvider>);
+
+/// What sets a table version apart, also from a version of the same number
+/// of an earlier table of that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VersionId {
+    created_at_ms: i64,
+    version: u64,
+    committed_at_ms: i64,
+    fencing_token: u64,
+}
+
+/// Providers kept for tables; beyond this many (dropped tables' among them) all are let go.
+const MAX_KEPT_TABLES: usize = 4_096;
 
 impl std::fmt::Debug for LakehouseSchemaProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +125,44 @@ impl std::fmt::Debug for LakehouseSchemaProvider {
 }
 
 impl LakehouseSchemaProvider {
+    /// A listing table over `version`'s files of table `name`.
+    fn version_provider(
+        &self,
+        name: &str,
+        version: &TableVersion,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let bucket = self.catalog.bucket();
+        // The statistics cache is scoped by this reference: a version's files are
+        // read with its schema only.
+        let scope = TableReference::bare(format!("{name}@{}", version.version));
+        let urls = version
+            .files
+            .iter()
+            .map(|file| {
+                if file.object.bucket != bucket.name() {
+                    return Err(DataFusionError::Plan(format!(
+                        "table `{name}` has a file in bucket `{}`, which this node does not serve",
+                        file.object.bucket
+                    )));
+                }
+                let url = ListingTableUrl::parse(bucket.url_of(&file.object.key))?;
+                // Planning asks the store for each file's size; the catalog knows it.
+                bucket
+                    .committed_objects()
+                    .record(url.prefix(), file.size_bytes);
+                Ok(url.with_table_ref(scope.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_collect_stat(true);
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::new(string_views::scan_schema(&version.schema)));
+        let table = ListingTable::try_new(config)?.with_cache(self.statistics.clone());
+        Ok(Arc::new(table))
+    }
+
     /// Plans the view's `CREATE VIEW` statement (planning runs nothing) and keeps
     /// its query; the tables it reads are pinned now, like a table's files.
     async fn view(&self, view: View) -> Result<Arc<dyn TableProvider>> {
@@ -162,39 +222,32 @@ impl SchemaProvider for LakehouseSchemaProvider {
         let Some(version) = table.current() else {
             return Ok(None);
         };
-        let bucket = self.catalog.bucket();
-        // The statistics cache is scoped by this reference: a version's files are
-        // read with its schema only.
-        let scope = TableReference::bare(format!("{name}@{}", version.version));
-        let urls = version
-            .files
-            .iter()
-            .map(|file| {
-                if file.object.bucket != bucket.name() {
-                    return Err(DataFusionError::Plan(format!(
-                        "table `{name}` has a file in bucket `{}`, which this node does not serve",
-                        file.object.bucket
-                    )));
-                }
-                let url = ListingTableUrl::parse(bucket.url_of(&file.object.key))?;
-                // Planning asks the store for each file's size; the catalog knows it.
-                bucket
-                    .committed_objects()
-                    .record(url.prefix(), file.size_bytes);
-                Ok(url.with_table_ref(scope.clone()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_collect_stat(true);
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::new(string_views::scan_schema(&version.schema)));
-        let table = ListingTable::try_new(config)?.with_cache(self.statistics.clone());
-        Ok(Some(Arc::new(table)))
+        let id = VersionId {
+            created_at_ms: table.created_at_ms,
+            version: version.version,
+            committed_at_ms: version.committed_at_ms,
+            fencing_token: version.fencing_token,
+        };
+        if let Some((kept, provider)) = lock(&self.tables).get(name) {
+            if *kept == id {
+                return Ok(Some(Arc::clone(provider)));
+            }
+        }
+        let provider = self.version_provider(name, version)?;
+        let mut tables = lock(&self.tables);
+        if tables.len() >= MAX_KEPT_TABLES {
+            tables.clear();
+        }
+        tables.insert(name.to_owned(), (id, Arc::clone(&provider)));
+        Ok(Some(provider))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.table(name).is_some() || self.catalog.view(name).is_some()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A map of immutable providers: a panic leaves nothing half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

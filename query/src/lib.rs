@@ -3,6 +3,7 @@
 //! resolve to the Parquet files of their current version, pinned at plan time.
 
 mod catalog_provider;
+mod plan_cache;
 pub mod string_views;
 
 use std::sync::Arc;
@@ -22,6 +23,9 @@ use lakehouse_common::config::QueryConfig;
 use lakehouse_common::{Bucket, ErrorKind};
 
 pub use catalog_provider::{LakehouseCatalogProvider, SessionSource, CATALOG_NAME, DEFAULT_SCHEMA};
+pub use plan_cache::physical_plan;
+
+use crate::plan_cache::{PlanCache, SessionSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -112,7 +116,8 @@ impl QueryEngine {
             "datafusion.execution.parquet.schema_force_view_types",
             false,
         )
-        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+        .with_extension(Arc::new(PlanCache::new(settings.plan_cache_entries)));
         let ctx = lakehouse_scheduler::remote_context(scheduler_url, config)
             .await
             .map_err(|e| Error::Scheduler {
@@ -169,13 +174,19 @@ impl QueryEngine {
         settings: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self> {
         let mut state = self.ctx.state();
+        let mut applied = Vec::new();
         for (name, value) in settings {
             state
                 .config_mut()
                 .options_mut()
                 .set(name, value)
                 .map_err(Error::Plan)?;
+            applied.push((name.to_owned(), value.to_owned()));
         }
+        // Plans kept for reuse are told apart by the settings they were made with.
+        state
+            .config_mut()
+            .set_extension(Arc::new(SessionSettings(applied)));
         // Functions that read the configuration (the time zone of now(), …) see the session's.
         let options = Arc::clone(state.config().options());
         let updated: Vec<_> = state
@@ -193,6 +204,18 @@ impl QueryEngine {
 
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Statements that ran a plan kept from an earlier identical one (see
+    /// [`physical_plan`]), for `/metrics`.
+    pub fn plans_reused(&self) -> u64 {
+        let cache = self
+            .ctx
+            .state_ref()
+            .read()
+            .config()
+            .get_extension::<PlanCache>();
+        cache.map_or(0, |cache| cache.reused())
     }
 
     /// Every table and view of the `lakehouse` catalog, `information_schema`

@@ -378,6 +378,7 @@ impl QueryPlanner for PooledQueryPlanner {
 }
 
 /// What a job runs, in the form its scheduler takes it.
+#[derive(Clone)]
 enum JobPlan {
     /// For a scheduler over gRPC: serialised with `codec`, planned there.
     Logical {
@@ -456,6 +457,18 @@ impl RemoteQueryExec {
     /// The job this plan runs as: to cancel it from elsewhere.
     pub fn job(&self) -> JobHandle {
         self.job.clone()
+    }
+
+    /// The same job plan as a new exec that has not run: each exec runs one
+    /// job, so a plan kept for reuse hands out one of these per execution.
+    pub fn rerun(&self) -> Arc<dyn ExecutionPlan> {
+        Arc::new(Self::new(
+            self.scheduler_url.clone(),
+            Arc::clone(&self.schema),
+            self.job_plan.clone(),
+            self.session_id.clone(),
+            Arc::clone(&self.pool),
+        ))
     }
 }
 

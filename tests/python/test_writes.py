@@ -10,6 +10,8 @@ an update (DoPut); `adbc_ingest` sends CommandStatementIngest with the batches.
 
 from __future__ import annotations
 
+import time
+
 import adbc_driver_manager
 import duckdb
 import pyarrow as pa
@@ -147,6 +149,29 @@ def test_prepared_insert_with_bound_parameters(demo_server):
     rows = demo_server.rows("SELECT id, note FROM notes ORDER BY id")
     assert rows == [(1, "first"), (2, "second"), (3, None), (4, "fourth")]
     assert info(demo_server, "notes")["current_version"] == 3
+
+
+def test_a_repeated_query_reuses_its_plan_until_its_table_changes(demo_server):
+    """A statement planned again unchanged runs the physical plan kept from before;
+    a commit, a replaced table or a clock read in the query is planned anew."""
+    execute_update(demo_server, "CREATE TABLE plan_reuse AS SELECT 1 AS n")
+    total = "SELECT SUM(n) AS total FROM plan_reuse"
+    assert demo_server.rows(total) == [(1,)]
+    reused = demo_server.metric("query_plans_reused")
+    for _ in range(3):
+        assert demo_server.rows(total) == [(1,)]
+    assert demo_server.metric("query_plans_reused") >= reused + 3
+    execute_update(demo_server, "INSERT INTO plan_reuse VALUES (2)")
+    assert demo_server.rows(total) == [(3,)], "a commit is seen by the same statement"
+    execute_update(demo_server, "CREATE OR REPLACE TABLE plan_reuse AS SELECT 10 AS n")
+    assert demo_server.rows(total) == [(10,)], "a replaced table is seen by the same statement"
+    clock = "SELECT CAST(now() AS VARCHAR) AS t, n FROM plan_reuse"
+    first = demo_server.rows(clock)
+    time.sleep(0.01)
+    assert demo_server.rows(clock) != first, "now() is read at each run, not kept with the plan"
+    execute_update(demo_server, "DROP TABLE plan_reuse")
+    with pytest.raises(ProgrammingError, match="not found"):
+        demo_server.rows(total)
 
 
 def test_drop_table_then_query_is_not_found(demo_server):
