@@ -3,7 +3,7 @@
 //! per catalog view. Views are planned from their SQL each time they are read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
@@ -20,7 +20,7 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use lakehouse_catalog_raft::model::{TableVersion, View};
 use lakehouse_catalog_raft::Catalog;
 
-use crate::string_views;
+use crate::{lock, string_views};
 
 pub const CATALOG_NAME: &str = "lakehouse";
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -245,9 +245,4 @@ impl SchemaProvider for LakehouseSchemaProvider {
     fn table_exist(&self, name: &str) -> bool {
         self.catalog.table(name).is_some() || self.catalog.view(name).is_some()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A map of immutable providers: a panic leaves nothing half-updated.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

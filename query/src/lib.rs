@@ -318,6 +318,12 @@ fn qualify_information_schema(
     .map(|t| t.data)
 }
 
+/// Locks a map of shared, never-changed values (providers, plans): a panic
+/// while it was held leaves nothing half-updated, so a poisoned lock is used as it is.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The planning session reads Parquet footers from the bucket, so it needs its store.
 fn register_bucket(ctx: &SessionContext, bucket: &Bucket) {
     let (url, store) = bucket.engine_registration();

@@ -156,8 +156,7 @@ impl PlanCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A map of plans that are never changed: a panic leaves nothing half-updated.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock(&self.inner)
     }
 }
 
