@@ -79,6 +79,8 @@ pub struct LakehouseFlightSql {
     early_runs: PlannedStatements<Started>,
     running: RunningQueries,
     sessions: Sessions,
+    /// The engines of sessions with settings of their own.
+    settings_engines: session_options::SettingsEngines,
     auth: Arc<Auth>,
     /// Statements that write and bulk ingest; `None` serves queries only.
     writes: Option<write::Writes>,
@@ -103,6 +105,7 @@ impl LakehouseFlightSql {
                 SessionLimits::default(),
                 Arc::new(lakehouse_common::SystemClock),
             ),
+            settings_engines: session_options::SettingsEngines::default(),
             auth: Arc::new(Auth::disabled()),
             writes: None,
         }

@@ -85,6 +85,10 @@ def test_sql_set_changes_only_its_own_session(demo_server):
         assert rows(conn, show)[0][1] == "77"
         assert rows(other, show)[0][1] == default, "SET leaked into another session"
         assert rows(conn, "SELECT COUNT(*) FROM placements") == [(80,)]
+        # Sessions with the same settings share an engine: a change in one stays its own.
+        rows(other, "SET datafusion.execution.batch_size = 77")
+        rows(conn, "SET datafusion.execution.batch_size = 78")
+        assert (rows(conn, show)[0][1], rows(other, show)[0][1]) == ("78", "77")
         with pytest.raises(Exception, match="datafusion.execution.no_such_option"):
             rows(conn, "SET datafusion.execution.no_such_option = 1")
         with pytest.raises(Exception, match="server-wide"):
