@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow.flight as flight
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "pytho
 from flight_raw import statement_query  # noqa: E402
 
 REPEATS = 50
+ROUNDS = 5
 # Both sides run this many times before they are timed: a server's first queries pay for
 # its thread pools, allocator arenas and caches filling (~1 ms each over the first ~100 here).
 WARMUP = 20
@@ -45,15 +47,22 @@ def generate_csv(path: Path, rows: int) -> None:
             f.write(f"{i},{rng.choice(cities)},{rng.random() * 1000:.2f},{rng.randint(0, 100)},{note}\n")
 
 
-def p50_ms(run, repeats: int = REPEATS) -> float:
-    for _ in range(WARMUP):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def p50s_ms(sides: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Median time of each side. Every side first runs WARMUP times; then the sides
+    take turns in ROUNDS blocks of REPEATS // ROUNDS runs each, so that the machine
+    speeding up or slowing down during the run (it does, by 10-20 % over tens of
+    seconds here) weighs on every side alike instead of on whichever ran last."""
+    for run in sides.values():
+        for _ in range(WARMUP):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(ROUNDS):
+        for name, run in sides.items():
+            for _ in range(REPEATS // ROUNDS):
+                start = time.perf_counter()
+                run()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(samples) for name, samples in times.items()}
 
 
 def start_server(binary: str, data_dir: Path) -> tuple[subprocess.Popen, dict]:
@@ -107,17 +116,7 @@ def main() -> None:
             files = sorted((tmp / "data" / "bucket" / "tables" / "events").rglob("*.parquet"))
             ctx = datafusion.SessionContext()
             ctx.register_parquet("events", str(files[0].parent))
-            point_id = args.rows // 2
-            df_point = p50_ms(lambda: ctx.sql(POINT_QUERY.format(id=point_id)).collect())
-            df_group = p50_ms(lambda: ctx.sql(GROUP_BY).collect())
-
-            with flight_sql.connect(f"grpc://{addrs['flight_sql']}") as conn:
-                def ours(sql: str):
-                    with conn.cursor() as cur:
-                        cur.execute(sql)
-                        cur.fetch_arrow_table()
-                our_point = p50_ms(lambda: ours(POINT_QUERY.format(id=point_id)))
-                our_group = p50_ms(lambda: ours(GROUP_BY))
+            point = POINT_QUERY.format(id=args.rows // 2)
 
             # The protocol's own cost: GetFlightInfo + DoGet, without ADBC's prepared
             # statement create and close around every query.
@@ -127,8 +126,19 @@ def main() -> None:
                 info = client.get_flight_info(flight.FlightDescriptor.for_command(statement_query(sql)))
                 client.do_get(info.endpoints[0].ticket).read_all()
 
-            raw_point = p50_ms(lambda: raw(POINT_QUERY.format(id=point_id)))
-            raw_group = p50_ms(lambda: raw(GROUP_BY))
+            with flight_sql.connect(f"grpc://{addrs['flight_sql']}") as conn:
+                def adbc(sql: str):
+                    with conn.cursor() as cur:
+                        cur.execute(sql)
+                        cur.fetch_arrow_table()
+
+                p50 = {}
+                for query, sql in [("point", point), ("group", GROUP_BY)]:
+                    p50[query] = p50s_ms({
+                        "peer": lambda sql=sql: ctx.sql(sql).collect(),
+                        "adbc": lambda sql=sql: adbc(sql),
+                        "raw": lambda sql=sql: raw(sql),
+                    })
             client.close()
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -138,10 +148,11 @@ def main() -> None:
     print("| measure | lakehouse | peer | peer value | ratio |")
     print("|---|---|---|---|---|")
     print(f"| CSV ingest (s) | {our_ingest:.2f} | DuckDB COPY to Parquet | {duck_ingest:.2f} | {our_ingest / duck_ingest:.2f}× |")
-    print(f"| point query p50, ADBC (ms) | {our_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {our_point / df_point:.2f}× |")
-    print(f"| GROUP BY p50, ADBC (ms) | {our_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {our_group / df_group:.2f}× |")
-    print(f"| point query p50, pyarrow.flight (ms) | {raw_point:.1f} | DataFusion {datafusion.__version__} in-process | {df_point:.1f} | {raw_point / df_point:.2f}× |")
-    print(f"| GROUP BY p50, pyarrow.flight (ms) | {raw_group:.1f} | DataFusion {datafusion.__version__} in-process | {df_group:.1f} | {raw_group / df_group:.2f}× |")
+    peer = f"DataFusion {datafusion.__version__} in-process"
+    for query, label in [("point", "point query"), ("group", "GROUP BY")]:
+        for side, client_name in [("adbc", "ADBC"), ("raw", "pyarrow.flight")]:
+            ours, theirs = p50[query][side], p50[query]["peer"]
+            print(f"| {label} p50, {client_name} (ms) | {ours:.1f} | {peer} | {theirs:.1f} | {ours / theirs:.2f}× |")
 
 
 if __name__ == "__main__":
