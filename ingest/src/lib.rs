@@ -6,6 +6,7 @@
 //! the lease's fencing token.
 
 mod error;
+mod layout;
 pub mod source;
 mod writer;
 

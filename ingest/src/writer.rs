@@ -16,12 +16,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use parquet::arrow::async_writer::ParquetObjectWriter;
 use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::{mpsc, Mutex};
 use tracing::{info, instrument, warn};
 
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::source::{Format, SourceFile};
 
 /// Batches in flight between the reading thread and the Parquet writer.
@@ -314,6 +314,13 @@ impl TableWriter {
             table: table.to_string(),
             detail: e.to_string(),
         };
+        // Every file of the write is laid out as its first rows call for.
+        let first = layout::sample(&mut batches).await?;
+        let properties = layout::properties(schema, &first).map_err(|e| Error::Write {
+            table: table.to_string(),
+            detail: format!("the rows to write do not match the table's schema: {e}"),
+        })?;
+        let mut batches = futures::stream::iter(first.into_iter().map(Ok)).chain(batches);
         let mut total_rows = 0u64;
         let mut current: Option<(AsyncArrowWriter<ParquetObjectWriter>, u64)> = None;
         while let Some(batch) = batches.next().await {
@@ -323,7 +330,10 @@ impl TableWriter {
             }
             let (writer, rows) = match current.as_mut() {
                 Some(open) => open,
-                None => current.insert((self.open_file(table, &write_id, schema, files)?, 0)),
+                None => current.insert((
+                    self.open_file(table, &write_id, schema, &properties, files)?,
+                    0,
+                )),
             };
             writer.write(&batch).await.map_err(write_err)?;
             *rows += batch.num_rows() as u64;
@@ -345,7 +355,7 @@ impl TableWriter {
                 });
             }
             // An empty table still has a file: readers then see its schema like any other.
-            let empty = self.open_file(table, &write_id, schema, files)?;
+            let empty = self.open_file(table, &write_id, schema, &properties, files)?;
             finish_file((empty, 0), files).await.map_err(write_err)?;
         }
         Ok(total_rows)
@@ -358,21 +368,17 @@ impl TableWriter {
         table: &str,
         write_id: &str,
         schema: &SchemaRef,
+        properties: &WriterProperties,
         files: &mut Vec<DataFile>,
     ) -> Result<AsyncArrowWriter<ParquetObjectWriter>> {
         let bucket = self.catalog.bucket();
         let key = format!("tables/{table}/data/{write_id}-{:05}.parquet", files.len());
         let sink =
             ParquetObjectWriter::new(Arc::clone(bucket.store()), ObjectPath::from(key.as_str()));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build();
-        let writer =
-            AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(props)).map_err(|e| {
-                Error::Write {
-                    table: table.to_string(),
-                    detail: e.to_string(),
-                }
+        let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(properties.clone()))
+            .map_err(|e| Error::Write {
+                table: table.to_string(),
+                detail: e.to_string(),
             })?;
         files.push(DataFile {
             object: bucket.object_ref(key),
