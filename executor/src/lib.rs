@@ -58,7 +58,7 @@ use ballista_executor::runtime_cache::{
 };
 use ballista_executor::shutdown::{Shutdown, ShutdownNotifier};
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
@@ -307,10 +307,8 @@ pub async fn start(opts: ExecutorOptions) -> Result<ExecutorHandle> {
             Arc::new(move |_| Ok(Arc::clone(&env)))
         }
     };
-    let base_producer = share_metadata_cache(base_producer)?;
-    // Scans resolve their object stores and share the footer cache through this one.
-    let footer_runtime = base_producer(&datafusion::prelude::SessionConfig::new())
-        .map_err(|e| Error::Runtime(BallistaError::from(e)))?;
+    // Scans resolve their object stores and share the footer cache through `footer_runtime`.
+    let (base_producer, footer_runtime) = share_metadata_cache(base_producer)?;
     let pool_policy = memory_pool_policy(opts.memory_pool_bytes, concurrent_tasks)?;
     let runtime_producer: RuntimeProducer = {
         let base = Arc::clone(&base_producer);
@@ -508,15 +506,17 @@ fn free_port(host: &str) -> Result<u16> {
 /// decodes each task's plan with a runtime of its own, and the decoded scans
 /// cache footers (with their page index: [`footers`]) in that runtime: with a fresh cache per task,
 /// every task read its files' metadata again (0.8-1.5 ms of a point query on a
-/// 1M-row file, which in-process DataFusion takes from its cache).
-fn share_metadata_cache(base: RuntimeProducer) -> Result<RuntimeProducer> {
+/// 1M-row file, which in-process DataFusion takes from its cache). Also returns
+/// the runtime whose cache is shared.
+fn share_metadata_cache(base: RuntimeProducer) -> Result<(RuntimeProducer, Arc<RuntimeEnv>)> {
     let owner = base(&datafusion::prelude::SessionConfig::new())
         .map_err(|e| Error::Runtime(BallistaError::from(e)))?;
     let metadata_cache = owner.cache_manager.get_file_metadata_cache();
-    Ok(Arc::new(move |config| {
+    let shared = Arc::clone(&owner);
+    let producer: RuntimeProducer = Arc::new(move |config| {
         let runtime = base(config)?;
         // A producer that hands out one runtime (ours) shares its cache already.
-        if Arc::ptr_eq(&runtime, &owner) {
+        if Arc::ptr_eq(&runtime, &shared) {
             return Ok(runtime);
         }
         let mut runtime = RuntimeEnvBuilder::from_runtime_env(&runtime);
@@ -524,7 +524,8 @@ fn share_metadata_cache(base: RuntimeProducer) -> Result<RuntimeProducer> {
             .cache_manager
             .with_file_metadata_cache(Some(Arc::clone(&metadata_cache)));
         runtime.build_arc()
-    }))
+    });
+    Ok((producer, owner))
 }
 
 /// Per-task spillable memory pools carved out of `total` (Ballista's policy,
@@ -719,13 +720,17 @@ mod tests {
     #[test]
     fn every_runtime_shares_one_parquet_metadata_cache() {
         let fresh: RuntimeProducer = Arc::new(|_| Ok(Arc::new(RuntimeEnv::default())));
-        let shared = share_metadata_cache(fresh).unwrap();
+        let (shared, owner) = share_metadata_cache(fresh).unwrap();
         let config = SessionConfig::new();
         let (a, b) = (shared(&config).unwrap(), shared(&config).unwrap());
         assert!(!Arc::ptr_eq(&a, &b), "still a runtime per task");
         assert!(Arc::ptr_eq(
             &a.cache_manager.get_file_metadata_cache(),
             &b.cache_manager.get_file_metadata_cache()
+        ));
+        assert!(Arc::ptr_eq(
+            &a.cache_manager.get_file_metadata_cache(),
+            &owner.cache_manager.get_file_metadata_cache()
         ));
     }
 
