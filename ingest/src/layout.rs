@@ -12,8 +12,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow::compute::concat_batches;
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::compute::concat;
 use arrow::row::{RowConverter, SortField};
 use arrow_schema::{ArrowError, SchemaRef};
 use futures::{Stream, StreamExt};
@@ -29,7 +29,7 @@ use crate::error::Result;
 /// this many rows would outgrow the dictionary page of a 1M-row file.
 const SAMPLE_ROWS: usize = 65_536;
 /// Wide rows (embeddings, documents) are sampled up to this many bytes instead:
-/// the sample is held back, and copied once, before anything is written.
+/// the sample is held back before anything is written.
 const SAMPLE_BYTES: usize = 16 << 20;
 /// Fewer rows than this say nothing either way: every column keeps the default.
 const MIN_SAMPLE_ROWS: usize = 1024;
@@ -61,8 +61,7 @@ pub(crate) fn properties(
     schema: &SchemaRef,
     first: &[RecordBatch],
 ) -> Result<WriterProperties, ArrowError> {
-    let sample = concat_batches(schema, first)?;
-    Ok(near_unique_columns(&sample)
+    Ok(near_unique_columns(schema, first)?
         .into_iter()
         .fold(
             WriterProperties::builder().set_compression(Compression::SNAPPY),
@@ -73,25 +72,48 @@ pub(crate) fn properties(
         .build())
 }
 
-/// Top-level columns (nested ones keep the default) whose sampled values are
-/// nearly all distinct. Nulls are left out: they take no place in a dictionary.
-fn near_unique_columns(batch: &RecordBatch) -> Vec<String> {
-    let rows = batch.num_rows().min(SAMPLE_ROWS);
-    let schema = batch.schema();
-    schema
-        .fields()
+/// Top-level columns (nested ones keep the default) whose values in `first`
+/// are nearly all distinct. Nulls are left out: they take no place in a
+/// dictionary. Only the columns judged are copied out of the batches.
+fn near_unique_columns(
+    schema: &SchemaRef,
+    first: &[RecordBatch],
+) -> Result<Vec<String>, ArrowError> {
+    let rows = first
         .iter()
-        .zip(batch.columns())
-        .filter(|(field, _)| !field.data_type().is_nested())
-        .filter(|(_, column)| {
-            let sample = column.slice(0, rows);
-            let values = rows - sample.null_count();
-            values >= MIN_SAMPLE_ROWS
-                && distinct_values(&sample)
-                    .is_some_and(|distinct| distinct as f64 > NEAR_UNIQUE * values as f64)
-        })
-        .map(|(field, _)| field.name().clone())
-        .collect()
+        .map(RecordBatch::num_rows)
+        .sum::<usize>()
+        .min(SAMPLE_ROWS);
+    if rows < MIN_SAMPLE_ROWS {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for (index, field) in schema.fields().iter().enumerate() {
+        if field.data_type().is_nested() {
+            continue;
+        }
+        let parts = first
+            .iter()
+            .map(|batch| {
+                batch
+                    .columns()
+                    .get(index)
+                    .map(|c| c.as_ref())
+                    .ok_or_else(|| {
+                        ArrowError::SchemaError(format!("a batch has no column `{}`", field.name()))
+                    })
+            })
+            .collect::<Result<Vec<&dyn Array>, _>>()?;
+        let sample = concat(&parts)?.slice(0, rows);
+        let values = rows - sample.null_count();
+        if values >= MIN_SAMPLE_ROWS
+            && distinct_values(&sample)
+                .is_some_and(|distinct| distinct as f64 > NEAR_UNIQUE * values as f64)
+        {
+            names.push(field.name().clone());
+        }
+    }
+    Ok(names)
 }
 
 /// How many distinct values other than null `column` holds; `None` for a type
