@@ -332,7 +332,8 @@ pub struct GatewayConfig {
     pub http_addr: SocketAddr,
     /// Largest ingest body accepted, bytes.
     pub max_ingest_bytes: u64,
-    /// Rows per Parquet data file written by ingest.
+    /// Rows per Parquet data file written by ingest (each cut into row groups
+    /// of ~16 MiB in memory, which a scan reads in parallel).
     pub rows_per_file: usize,
 }
 

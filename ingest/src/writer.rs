@@ -316,10 +316,11 @@ impl TableWriter {
         };
         // Every file of the write is laid out as its first rows call for.
         let first = layout::sample(&mut batches).await?;
-        let properties = layout::properties(schema, &first).map_err(|e| Error::Write {
-            table: table.to_string(),
-            detail: format!("the rows to write do not match the table's schema: {e}"),
-        })?;
+        let properties =
+            layout::properties(schema, &first, self.rows_per_file).map_err(|e| Error::Write {
+                table: table.to_string(),
+                detail: format!("the rows to write do not match the table's schema: {e}"),
+            })?;
         let mut batches = futures::stream::iter(first.into_iter().map(Ok)).chain(batches);
         let mut total_rows = 0u64;
         let mut current: Option<(AsyncArrowWriter<ParquetObjectWriter>, u64)> = None;
