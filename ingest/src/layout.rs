@@ -71,7 +71,7 @@ pub(crate) async fn sample(
         };
         let batch = batch?;
         rows += batch.num_rows();
-        bytes += batch.get_array_memory_size();
+        bytes += data_bytes(&batch);
         first.push(batch);
     }
     Ok(first)
@@ -256,6 +256,39 @@ mod tests {
         );
     }
 
+    /// `batches` written to an Arrow IPC stream and decoded again, as Flight SQL
+    /// ingest receives them: each batch's columns are slices of one buffer.
+    fn through_ipc(batches: &[RecordBatch]) -> Vec<RecordBatch> {
+        let mut ipc = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut ipc, &batches[0].schema()).unwrap();
+        for batch in batches {
+            writer.write(batch).unwrap();
+        }
+        writer.finish().unwrap();
+        StreamReader::try_new(ipc.as_slice(), None)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sample_counts_the_bytes_of_its_rows() {
+        // Eight batches of 8,192 rows of 20 integers: 10.5 MB, under the
+        // sample's cap, though each decoded batch's one buffer is 20 columns'.
+        let columns = (0..20).map(|i| {
+            let values = Int64Array::from_iter_values(0..8_192);
+            (format!("c{i}"), Arc::new(values) as ArrayRef)
+        });
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let decoded = through_ipc(&vec![batch; 8]);
+        let mut stream = futures::stream::iter(decoded.into_iter().map(Ok));
+        let first = sample(&mut stream).await.unwrap();
+        assert_eq!(
+            first.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            65_536
+        );
+    }
+
     #[test]
     fn row_groups_are_cut_by_size_with_a_shorter_last_one() {
         // Rows of some 50 bytes: a 1M-row file in a few groups, for a scan's
@@ -272,15 +305,7 @@ mod tests {
 
         // The same rows decoded from Arrow IPC, as Flight SQL ingest gets them:
         // every column is a slice of one message buffer, counted once.
-        let mut ipc = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut ipc, &events(65_536).schema()).unwrap();
-        writer.write(&events(65_536)).unwrap();
-        writer.finish().unwrap();
-        let decoded: Vec<RecordBatch> = StreamReader::try_new(ipc.as_slice(), None)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let from_ipc = row_group_rows(&decoded, 1_000_000);
+        let from_ipc = row_group_rows(&through_ipc(&[events(65_536)]), 1_000_000);
         assert_eq!(
             1_000_000usize.div_ceil(from_ipc),
             groups,
